@@ -1,0 +1,148 @@
+"""Forms for the console. Secret fields are write-only: empty means "keep the stored value"."""
+
+import ipaddress
+
+from django import forms
+from django.contrib.auth.forms import SetPasswordMixin
+
+from console.models import User
+from integrations.models import AllowedNetwork, ClayDestination, DirectusConnection
+
+
+class SecretField(forms.CharField):
+    """A password input that never renders its value back."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("strip", True)
+        kwargs.setdefault(
+            "widget",
+            forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        )
+        super().__init__(*args, **kwargs)
+
+
+class ConnectionForm(forms.ModelForm):
+    token = SecretField(
+        label="Static token",
+        help_text="Stored encrypted. Leave empty to keep the current token.",
+        max_length=2000,
+    )
+
+    class Meta:
+        model = DirectusConnection
+        fields = ["name", "base_url", "environment", "probe_collection"]
+        labels = {"base_url": "Base URL", "probe_collection": "Collection to test reading"}
+        help_texts = {
+            "base_url": "The Directus API root, e.g. https://cms.example.com",
+            "probe_collection": "Optional: 'Test connection' reads one item from it.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk:
+            self.fields["token"].required = True
+            self.fields["token"].help_text = "Stored encrypted; never shown again after saving."
+
+    def clean_base_url(self):
+        url = self.cleaned_data["base_url"].strip().rstrip("/")
+        if not url.lower().startswith(("http://", "https://")):
+            raise forms.ValidationError("Use an http:// or https:// URL.")
+        return url
+
+    def clean_token(self):
+        token = self.cleaned_data.get("token", "")
+        if token.lower().startswith("bearer "):
+            raise forms.ValidationError("Paste the token alone, without 'Bearer '.")
+        if token and any(c.isspace() for c in token):
+            raise forms.ValidationError(
+                "A Directus static token has no spaces; check what was pasted."
+            )
+        return token
+
+
+class DestinationForm(forms.ModelForm):
+    webhook_url = SecretField(
+        label="Webhook URL",
+        help_text="The Clay table's webhook URL. It is a secret: stored encrypted, never shown again.",
+        max_length=2000,
+    )
+    auth_token = SecretField(
+        label="Webhook auth token",
+        help_text="Optional; sent as the x-clay-webhook-auth header. Leave empty to keep the current one.",
+        max_length=2000,
+    )
+    clear_auth_token = forms.BooleanField(required=False, label="Remove the stored auth token")
+
+    class Meta:
+        model = ClayDestination
+        fields = ["name"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk:
+            self.fields["webhook_url"].required = True
+            del self.fields["clear_auth_token"]
+        elif not self.instance.auth_token_id:
+            del self.fields["clear_auth_token"]
+
+    def clean_webhook_url(self):
+        url = self.cleaned_data.get("webhook_url", "")
+        if url:
+            try:
+                forms.URLField().clean(url)
+            except forms.ValidationError:
+                raise forms.ValidationError("This is not a valid URL.") from None
+            if not url.lower().startswith("https://") and not url.lower().startswith("http://"):
+                raise forms.ValidationError("Use an https:// URL.")
+        return url
+
+
+class AllowedNetworkForm(forms.ModelForm):
+    class Meta:
+        model = AllowedNetwork
+        fields = ["value", "note"]
+        labels = {"value": "Host or CIDR"}
+
+    def clean_value(self):
+        value = self.cleaned_data["value"].strip().lower()
+        if "/" in value or value.replace(".", "").isdigit() or ":" in value:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise forms.ValidationError(
+                    "Not a valid IP address or CIDR (e.g. 10.0.0.0/8)."
+                ) from None
+        elif not all(part and len(part) < 64 for part in value.split(".")):
+            raise forms.ValidationError("Not a valid host name.")
+        return value
+
+
+class UserForm(SetPasswordMixin, forms.ModelForm):
+    password1, password2 = SetPasswordMixin.create_password_fields()
+
+    class Meta:
+        model = User
+        fields = ["username", "email", "role", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["password1"].required = False
+            self.fields["password2"].required = False
+            self.fields["password1"].help_text = "Leave empty to keep the current password."
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("password1") or cleaned.get("password2") or not self.instance.pk:
+            self.validate_passwords()
+            self.validate_password_for_user(self.instance)
+        return cleaned
+
+    def save(self, commit=True):
+        user = super().save(commit=False)
+        if self.cleaned_data.get("password1"):
+            user.set_password(self.cleaned_data["password1"])
+        if commit:
+            user.save()
+        return user

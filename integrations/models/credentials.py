@@ -1,0 +1,275 @@
+"""The team credential store: encrypted secrets, Directus connections, Clay destinations, audit."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from integrations import crypto, http
+
+
+class Secret(models.Model):
+    """One encrypted value. Holders point at it, so re-encryption walks a single table."""
+
+    ciphertext = models.TextField()
+    key_id = models.CharField(max_length=12, db_index=True)
+    hint = models.CharField(max_length=4, blank=True)
+    set_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "kiln_secret"
+
+    def __str__(self):
+        return f"Secret {self.pk} ({self.masked})"
+
+    @classmethod
+    def seal(cls, plaintext: str) -> "Secret":
+        secret = cls()
+        secret.set_value(plaintext)
+        secret.save()
+        return secret
+
+    def set_value(self, plaintext: str) -> None:
+        self.ciphertext, self.key_id = crypto.keyring().encrypt(plaintext)
+        # Short values would be given away whole by their last four characters.
+        self.hint = plaintext[-4:] if len(plaintext) >= 12 else ""
+        self.set_at = timezone.now()
+
+    def reveal(self) -> str:
+        value = crypto.keyring().decrypt(self.ciphertext, self.key_id)
+        # Any later log line or exception text that contains it gets it redacted.
+        http.register_secret(value)
+        return value
+
+    def reencrypt(self) -> bool:
+        """Re-encrypt with the first key; return False if it already was."""
+        ring = crypto.keyring()
+        if self.key_id == ring.primary_id:
+            return False
+        self.ciphertext, self.key_id = ring.encrypt(ring.decrypt(self.ciphertext, self.key_id))
+        return True
+
+    @property
+    def masked(self) -> str:
+        return f"••••{self.hint}" if self.hint else "••••••••"
+
+    @property
+    def age(self) -> timedelta:
+        return timezone.now() - self.set_at
+
+    @property
+    def is_stale(self) -> bool:
+        return self.age > timedelta(days=settings.KILN_TOKEN_MAX_AGE_DAYS)
+
+
+class Environment(models.TextChoices):
+    DEV = "dev", "dev"
+    STAGING = "staging", "staging"
+    PROD = "prod", "prod"
+
+
+class DirectusConnection(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.URLField(max_length=500)
+    environment = models.CharField(
+        max_length=10, choices=Environment.choices, default=Environment.DEV
+    )
+    token = models.OneToOneField(Secret, on_delete=models.PROTECT, related_name="+")
+    # The collection "Test connection" tries a limit=1 read of.
+    probe_collection = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Outcome of the last "Test connection", shown in the list.
+    last_test_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True)
+    last_test_result = models.JSONField(default=list, blank=True)
+    # Cached schema (collections, fields, relations) for the query builder and the mapper.
+    schema = models.JSONField(null=True, blank=True)
+    schema_fetched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "kiln_directus_connection"
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url.rstrip("/")
+
+    def client(self, **kwargs):
+        """A Directus client authenticated as this connection (decrypts the token)."""
+        from integrations.directus import DirectusClient
+
+        return DirectusClient(self.api_url, self.token.reveal(), **kwargs)
+
+    def run_test(self) -> list[dict]:
+        """Run "Test connection" and store its stages on the row the list shows."""
+        from dataclasses import asdict
+
+        from integrations.directus import check_connection
+
+        stages = [
+            asdict(s)
+            for s in check_connection(self.api_url, self.token.reveal(), self.probe_collection)
+        ]
+        ok = all(s["ok"] is not False for s in stages) and any(s["ok"] for s in stages)
+        self.last_test_at, self.last_test_ok, self.last_test_result = timezone.now(), ok, stages
+        DirectusConnection.objects.filter(pk=self.pk).update(
+            last_test_at=self.last_test_at, last_test_ok=ok, last_test_result=stages
+        )
+        return stages
+
+    def refresh_schema(self, include_system=False) -> dict:
+        """Read collections, fields and relations from Directus and cache them on the row."""
+        from integrations.schema import fetch_schema
+
+        with self.client() as client:
+            schema = fetch_schema(client, include_system=include_system)
+        self.schema, self.schema_fetched_at = schema, timezone.now()
+        DirectusConnection.objects.filter(pk=self.pk).update(
+            schema=schema, schema_fetched_at=self.schema_fetched_at
+        )
+        return schema
+
+
+class ClayDestination(models.Model):
+    # Clay caps a webhook source at 50,000 submissions for its whole lifetime.
+    SUBMISSION_CAP = 50_000
+
+    name = models.CharField(max_length=100, unique=True)
+    webhook_url = models.OneToOneField(Secret, on_delete=models.PROTECT, related_name="+")
+    auth_token = models.OneToOneField(
+        Secret, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    submissions_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_test_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True)
+    last_test_result = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        db_table = "kiln_clay_destination"
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def cap_used_percent(self) -> float:
+        return round(100 * self.submissions_count / self.SUBMISSION_CAP, 1)
+
+    @property
+    def cap_remaining(self) -> int:
+        return max(0, self.SUBMISSION_CAP - self.submissions_count)
+
+    @property
+    def cap_level(self) -> str:
+        """'ok', 'warning' (80%), 'critical' (95%) or 'full'."""
+        if self.submissions_count >= self.SUBMISSION_CAP:
+            return "full"
+        if self.submissions_count >= 0.95 * self.SUBMISSION_CAP:
+            return "critical"
+        if self.submissions_count >= 0.80 * self.SUBMISSION_CAP:
+            return "warning"
+        return "ok"
+
+    def run_test(self, sent_by: str = "") -> dict:
+        """Send one clearly marked test record and store the outcome."""
+        from integrations import clay
+
+        result = clay.send_test_record(self, sent_by=sent_by)
+        self.last_test_at, self.last_test_ok, self.last_test_result = (
+            timezone.now(),
+            result["ok"],
+            [result],
+        )
+        ClayDestination.objects.filter(pk=self.pk).update(
+            last_test_at=self.last_test_at, last_test_ok=result["ok"], last_test_result=[result]
+        )
+        return result
+
+    def add_submissions(self, count: int) -> None:
+        """Count accepted submissions atomically (several workers share a destination)."""
+        ClayDestination.objects.filter(pk=self.pk).update(
+            submissions_count=models.F("submissions_count") + count
+        )
+
+
+class AuditEvent(models.Model):
+    """Who did what to which credential, when and from where. Never holds a secret value."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "created"
+        CHANGED = "changed", "changed"
+        ROTATED = "rotated", "rotated secret"
+        TESTED = "tested", "tested"
+        USED = "used", "used"
+        DELETED = "deleted", "deleted"
+        INSTALLED = "installed", "installed"
+        LOGIN_FAILED = "login_failed", "failed login"
+        ROLE_CHANGED = "role_changed", "changed role"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too, so the record survives the user's deletion.
+    actor_name = models.CharField(max_length=150, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    target_type = models.CharField(max_length=50)
+    target_id = models.CharField(max_length=50, blank=True)
+    target_name = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "kiln_audit_event"
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.actor_name} {self.action} {self.target_type} {self.target_name}"
+
+    @classmethod
+    def record(cls, actor, ip, action, target, details=None, target_type=None):
+        """Write one event; `actor` may be None for the system (worker, command)."""
+        return cls.objects.create(
+            actor=actor if getattr(actor, "pk", None) else None,
+            actor_name=getattr(actor, "username", "") or "system",
+            ip=ip or None,
+            action=action,
+            target_type=target_type or target._meta.model_name,
+            target_id=str(getattr(target, "pk", "") or ""),
+            target_name=str(target)[:200],
+            details=details or {},
+        )
+
+
+class AllowedNetwork(models.Model):
+    """A host name or CIDR that outbound requests may reach even though it is private
+    (a Directus on the internal network is normal), like GitLab's "allow local network"."""
+
+    value = models.CharField(
+        max_length=255, unique=True, help_text="Host name or CIDR, e.g. 10.0.0.0/8"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "kiln_allowed_network"
+        ordering = ["value"]
+
+    def __str__(self):
+        return self.value

@@ -1,0 +1,219 @@
+"""Syncs, their runs and one result per row (the engine lives in sync.py)."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .credentials import ClayDestination, DirectusConnection
+from .queries import SavedQuery
+from .templates import MappingTemplate
+
+
+class Sync(models.Model):
+    class Kind(models.TextChoices):
+        DIRECTUS_TO_CLAY = "directus_to_clay", "Directus → Clay"
+        CLAY_TO_DIRECTUS = "clay_to_directus", "Clay → Directus"
+        RELAY = "relay", "Relay (Directus Flow → Clay)"
+
+    class Mode(models.TextChoices):
+        FULL = "full", "Full"
+        INCREMENTAL = "incremental", "Incremental"
+
+    class WriteMode(models.TextChoices):
+        CREATE = "create", "Create"
+        UPDATE = "update", "Update by primary key"
+        UPSERT = "upsert", "Upsert by match field"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.DIRECTUS_TO_CLAY)
+    saved_query = models.ForeignKey(
+        SavedQuery, null=True, blank=True, on_delete=models.PROTECT, related_name="syncs"
+    )
+    destination = models.ForeignKey(
+        ClayDestination, null=True, blank=True, on_delete=models.PROTECT, related_name="syncs"
+    )
+    # No template means "send the item as is".
+    template = models.ForeignKey(
+        MappingTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="syncs"
+    )
+    row_key = models.CharField(max_length=100, default="id")
+    rate_limit = models.FloatField(default=10.0, help_text="Rows per second; 0 means no limit.")
+    concurrency = models.PositiveSmallIntegerField(default=4)
+    page_size = models.PositiveIntegerField(default=200)
+    mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.FULL)
+    timestamp_field = models.CharField(max_length=100, default="date_updated")
+    skip_unchanged = models.BooleanField(default=False)
+    schedule = models.CharField(max_length=100, blank=True, help_text="Cron expression, UTC.")
+    paused = models.BooleanField(default=False)
+    # Write-back (Clay → Directus) settings.
+    connection = models.ForeignKey(
+        DirectusConnection, null=True, blank=True, on_delete=models.PROTECT, related_name="syncs"
+    )
+    collection = models.CharField(max_length=100, blank=True)
+    write_mode = models.CharField(
+        max_length=10, choices=WriteMode.choices, default=WriteMode.UPSERT
+    )
+    match_field = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_scheduled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "kiln_sync"
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class SyncRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        PARTLY_FAILED = "partly_failed", "partly failed"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "button"
+        SCHEDULE = "schedule", "schedule"
+        COMMAND = "command", "command"
+        RETRY = "retry", "retry of failed rows"
+        INBOUND = "inbound", "inbound request"
+
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=15, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    dry_run = models.BooleanField(default=False)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Stored counters: the run pages never COUNT(*) the results.
+    total = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    resent = models.PositiveIntegerField(default=0)
+    expected_total = models.PositiveIntegerField(null=True, blank=True)
+    high_water_mark = models.CharField(max_length=40, blank=True)
+    since = models.CharField(max_length=40, blank=True)
+    last_error = models.TextField(blank=True)
+    # Crash safety: a worker claims the run with a lease it keeps extending; the checkpoint
+    # is the last row key fully recorded (keyset cursor), so a resumed run starts after it.
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    checkpoint = models.JSONField(default=dict, blank=True)
+    slices = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "kiln_sync_run"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["sync", "-created_at"]), models.Index(fields=["status"])]
+
+    def __str__(self):
+        return f"{self.sync} run {self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.skipped + self.failed
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.expected_total:
+            return 100 if not self.is_active else 0
+        return min(100, int(100 * self.done / self.expected_total))
+
+    @property
+    def duration(self):
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+
+class RowResult(models.Model):
+    class Status(models.TextChoices):
+        SENT = "sent", "sent"
+        CREATED = "created", "created"
+        UPDATED = "updated", "updated"
+        SKIPPED = "skipped", "skipped"
+        FAILED = "failed", "failed"
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="results")
+    row_key = models.CharField(max_length=200)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+    payload_hash = models.CharField(max_length=64, blank=True)
+    # Set when a crash made the row go out twice (at-least-once, reported honestly).
+    resent = models.BooleanField(default=False)
+    request_excerpt = models.TextField(blank=True)
+    response_excerpt = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "kiln_row_result"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "row_key"], name="row_result_unique_per_run")
+        ]
+        indexes = [
+            models.Index(fields=["run", "status", "id"], name="row_result_run_status"),
+            models.Index(fields=["created_at"], name="row_result_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.row_key}: {self.status}"
+
+
+class SyncRowState(models.Model):
+    """The last payload hash a sync sent successfully per row, for "skip unchanged"."""
+
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="row_states")
+    row_key = models.CharField(max_length=200)
+    payload_hash = models.CharField(max_length=64)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "kiln_sync_row_state"
+        constraints = [
+            models.UniqueConstraint(fields=["sync", "row_key"], name="sync_row_state_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.row_key}: {self.payload_hash[:12]}"
+
+
+class RunDailyStat(models.Model):
+    """Rows per day per sync, kept when row results are pruned (for the success-rate chart)."""
+
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="daily_stats")
+    day = models.DateField()
+    sent = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "kiln_run_daily_stat"
+        constraints = [models.UniqueConstraint(fields=["sync", "day"], name="daily_stat_unique")]
+
+    def __str__(self):
+        return f"{self.sync_id} {self.day}"

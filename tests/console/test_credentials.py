@@ -1,0 +1,264 @@
+"""The credential store pages, tried as admin, operator, viewer and anonymous user."""
+
+import pytest
+from django.urls import reverse
+
+from integrations.models import AuditEvent, ClayDestination, DirectusConnection, Secret
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "tok-CONNECTION-SECRET-9f8e7d6c"
+WEBHOOK = "https://api.clay.com/v3/sources/webhook/pull-in-data-from-a-webhook-HOOKSECRET-1234"
+
+
+@pytest.fixture
+def connection(admin_user):
+    return DirectusConnection.objects.create(
+        name="CMS prod",
+        base_url="https://cms.example.com",
+        environment="prod",
+        token=Secret.seal(TOKEN),
+        created_by=admin_user,
+    )
+
+
+@pytest.fixture
+def destination(admin_user):
+    return ClayDestination.objects.create(
+        name="Leads table",
+        webhook_url=Secret.seal(WEBHOOK),
+        auth_token=Secret.seal("clay-auth-AUTHSECRET-55"),
+    )
+
+
+def test_admin_adds_a_connection_and_the_token_is_encrypted_and_audited(admin_client):
+    response = admin_client.post(
+        reverse("console:connection-add"),
+        {
+            "name": "CMS",
+            "base_url": "https://cms.example.com/",
+            "environment": "staging",
+            "token": TOKEN,
+        },
+        REMOTE_ADDR="10.1.2.3",
+    )
+    assert response.status_code == 302
+    connection = DirectusConnection.objects.get(name="CMS")
+    assert connection.base_url == "https://cms.example.com"
+    assert connection.token.reveal() == TOKEN
+    assert TOKEN not in connection.token.ciphertext
+    event = AuditEvent.objects.get(action="created", target_type="directusconnection")
+    assert event.actor_name == "admin" and event.ip == "10.1.2.3"
+    assert TOKEN not in str(event.details)
+
+
+def test_the_token_is_never_rendered_back(admin_client, connection):
+    for url in [
+        reverse("console:connections"),
+        reverse("console:connection-detail", args=[connection.pk]),
+        reverse("console:connection-edit", args=[connection.pk]),
+    ]:
+        body = admin_client.get(url).content.decode()
+        assert TOKEN not in body
+    assert "••••6c" not in body  # shown as the last four characters only
+    assert (
+        "••••7d6c"
+        in admin_client.get(
+            reverse("console:connection-edit", args=[connection.pk])
+        ).content.decode()
+    )
+
+
+def test_leaving_the_token_empty_keeps_it_and_a_new_one_is_a_rotation(admin_client, connection):
+    url = reverse("console:connection-edit", args=[connection.pk])
+    data = {
+        "name": "CMS prod",
+        "base_url": "https://cms2.example.com",
+        "environment": "prod",
+        "token": "",
+    }
+    assert admin_client.post(url, data).status_code == 302
+    connection.refresh_from_db()
+    assert connection.token.reveal() == TOKEN
+    assert AuditEvent.objects.filter(action="changed").exists()
+    assert not AuditEvent.objects.filter(action="rotated").exists()
+    assert admin_client.post(url, {**data, "token": "tok-NEW-0000000001"}).status_code == 302
+    connection.refresh_from_db()
+    assert connection.token.reveal() == "tok-NEW-0000000001"
+    assert AuditEvent.objects.filter(action="rotated", details__secret="token").exists()
+
+
+def test_bad_input_gets_a_clear_error_and_changes_nothing(admin_client, connection):
+    url = reverse("console:connection-edit", args=[connection.pk])
+    response = admin_client.post(
+        url, {"name": "", "base_url": "ftp://x", "environment": "prod", "token": "Bearer abc"}
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "This field is required" in body
+    assert "without &#x27;Bearer &#x27;" in body or "without 'Bearer '" in body
+    connection.refresh_from_db()
+    assert connection.name == "CMS prod" and connection.token.reveal() == TOKEN
+
+
+def test_a_new_connection_needs_a_token(admin_client):
+    response = admin_client.post(
+        reverse("console:connection-add"),
+        {"name": "CMS", "base_url": "https://cms.example.com", "environment": "dev", "token": ""},
+    )
+    assert response.status_code == 200
+    assert not DirectusConnection.objects.exists()
+
+
+@pytest.mark.parametrize("fixture, status", [("operator_client", 403), ("viewer_client", 403)])
+def test_only_admins_change_credentials(request, fixture, status, connection, destination):
+    client = request.getfixturevalue(fixture)
+    assert client.get(reverse("console:connection-add")).status_code == status
+    assert (
+        client.post(
+            reverse("console:connection-edit", args=[connection.pk]), {"name": "x"}
+        ).status_code
+        == status
+    )
+    assert (
+        client.post(reverse("console:connection-delete", args=[connection.pk])).status_code
+        == status
+    )
+    assert (
+        client.post(
+            reverse("console:destination-edit", args=[destination.pk]), {"name": "x"}
+        ).status_code
+        == status
+    )
+    assert client.get(reverse("console:audit")).status_code == status
+    assert client.get(reverse("console:users")).status_code == status
+    connection.refresh_from_db()
+    assert connection.name == "CMS prod"
+
+
+def test_anonymous_users_are_sent_to_login(client, connection):
+    response = client.get(reverse("console:connection-detail", args=[connection.pk]))
+    assert response.status_code == 302 and "/login/" in response["Location"]
+    response = client.post(reverse("console:connection-test", args=[connection.pk]))
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_viewers_read_configuration_but_see_no_secret_hint_and_cannot_test(
+    viewer_client, connection, destination
+):
+    body = viewer_client.get(
+        reverse("console:connection-detail", args=[connection.pk])
+    ).content.decode()
+    assert "CMS prod" in body and "••••" not in body and "Test connection" not in body
+    body = viewer_client.get(
+        reverse("console:destination-detail", args=[destination.pk])
+    ).content.decode()
+    assert "Leads table" in body and "••••" not in body and WEBHOOK not in body
+    assert (
+        viewer_client.post(reverse("console:connection-test", args=[connection.pk])).status_code
+        == 403
+    )
+    assert (
+        viewer_client.post(
+            reverse("console:destination-test", args=[destination.pk]), {"confirm": "yes"}
+        ).status_code
+        == 403
+    )
+
+
+def test_deleting_a_connection_deletes_its_token(admin_client, connection):
+    secret_id = connection.token_id
+    assert (
+        admin_client.post(reverse("console:connection-delete", args=[connection.pk])).status_code
+        == 302
+    )
+    assert not DirectusConnection.objects.exists()
+    assert not Secret.objects.filter(pk=secret_id).exists()
+    assert AuditEvent.objects.filter(action="deleted", target_name="CMS prod").exists()
+
+
+def test_admin_adds_a_destination_with_an_auth_token(admin_client):
+    response = admin_client.post(
+        reverse("console:destination-add"),
+        {"name": "Leads", "webhook_url": WEBHOOK, "auth_token": "clay-auth-XYZ-123456"},
+    )
+    assert response.status_code == 302
+    destination = ClayDestination.objects.get(name="Leads")
+    assert destination.webhook_url.reveal() == WEBHOOK
+    assert destination.auth_token.reveal() == "clay-auth-XYZ-123456"
+    body = admin_client.get(
+        reverse("console:destination-detail", args=[destination.pk])
+    ).content.decode()
+    assert WEBHOOK not in body and "clay-auth-XYZ-123456" not in body
+
+
+def test_an_admin_can_remove_the_auth_token(admin_client, destination):
+    old_secret = destination.auth_token_id
+    admin_client.post(
+        reverse("console:destination-edit", args=[destination.pk]),
+        {"name": "Leads table", "webhook_url": "", "auth_token": "", "clear_auth_token": "on"},
+    )
+    destination.refresh_from_db()
+    assert destination.auth_token_id is None
+    assert not Secret.objects.filter(pk=old_secret).exists()
+    assert destination.webhook_url.reveal() == WEBHOOK
+
+
+@pytest.mark.parametrize(
+    "count, level, words",
+    [
+        (10, "ok", None),
+        (40_000, "warning", "over 80%"),
+        (47_500, "critical", "over 95%"),
+        (50_000, "full", "full"),
+    ],
+)
+def test_the_submission_cap_is_shown_with_warnings(admin_client, destination, count, level, words):
+    ClayDestination.objects.filter(pk=destination.pk).update(submissions_count=count)
+    destination.refresh_from_db()
+    assert destination.cap_level == level
+    body = admin_client.get(reverse("console:destinations")).content.decode()
+    if words:
+        assert words in body
+
+
+def test_sending_a_test_record_needs_confirmation(operator_client, destination, monkeypatch):
+    sent = []
+    monkeypatch.setattr(
+        "integrations.clay.send_test_record",
+        lambda d, sent_by="": (
+            sent.append(d)
+            or {
+                "name": "Send test record",
+                "ok": True,
+                "summary": "accepted",
+                "detail": "HTTP 200",
+                "elapsed_ms": 3,
+            }
+        ),
+    )
+    url = reverse("console:destination-test", args=[destination.pk])
+    response = operator_client.post(url)
+    assert response.status_code == 200 and b"uses one of this webhook" in response.content
+    assert sent == []
+    response = operator_client.post(url, {"confirm": "yes"})
+    assert response.status_code == 302 and len(sent) == 1
+    destination.refresh_from_db()
+    assert destination.last_test_ok is True
+    assert AuditEvent.objects.filter(action="tested", target_type="claydestination").exists()
+
+
+def test_audit_log_filters(admin_client, connection):
+    AuditEvent.record(None, "127.0.0.1", "tested", connection)
+    AuditEvent.record(None, "127.0.0.1", "deleted", connection)
+    body = admin_client.get(reverse("console:audit"), {"action": "tested"}).content.decode()
+    assert "tested" in body and "deleted</td>" not in body
+
+
+def test_admins_allow_a_private_network(admin_client):
+    response = admin_client.post(
+        reverse("console:allowed-networks"), {"value": "10.0.0.0/8", "note": "office"}
+    )
+    assert response.status_code == 302
+    response = admin_client.post(reverse("console:allowed-networks"), {"value": "10.0.0.999/8"})
+    assert b"Not a valid IP address or CIDR" in response.content
