@@ -1,0 +1,626 @@
+"""Directus client: every call goes through integrations.http and fails as one DirectusError.
+
+Facts this relies on (../shared/directus/observed.md, Directus 12.4): errors are
+{"errors": [{"message", "extensions": {"code", ...}}]}; an unknown collection, an unknown
+field and a missing item all answer 403 FORBIDDEN, never 404; 404 ROUTE_NOT_FOUND means the
+URL is not a Directus route; writes answer 200 with the items, DELETE and PATCH of a missing
+id answer 204; 429 carries Retry-After in whole seconds, which can be "0".
+"""
+
+import email.utils
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+
+from integrations import http
+
+# A GET longer than this goes as SEARCH with the query in the body: proxies and Node cap
+# URL length (Node's default header limit is 16 KB), and keyset filters can grow.
+_MAX_QUERY_STRING = 6000
+_TRANSIENT_STATUSES = {408, 429, 502, 503, 504}
+_FIELD_RE = re.compile(r'field "([^"]+)" in collection "([^"]+)"')
+_COLLECTION_RE = re.compile(r'collection "([^"]+)"')
+_RETRY_IN_MESSAGE_RE = re.compile(r"retry after (\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
+_SKIPPED = "Skipped: an earlier stage failed."
+_SAME_ANSWER = "Directus gives the same answer for both."
+_WRITE_VERBS = {"POST": "create", "PATCH": "update", "DELETE": "delete"}
+_NETWORK_SENTENCES = {
+    "dns": "The host name in the base URL does not resolve (DNS): check it for typos.",
+    "refused": "Nothing accepted the connection at that address and port: Directus is not "
+    "running there, or the port is wrong.",
+    "tls": "The secure (TLS) connection failed: the certificate is not valid for this host, "
+    "or the server does not speak HTTPS on this port.",
+    "timeout": "Directus did not answer in time: the server is slow or overloaded, or a "
+    "firewall drops the traffic.",
+    "blocked": "Kiln does not connect to this address: it is private, loopback or link-local, "
+    "and calls to internal networks are turned off.",
+    "too_large": "The answer was larger than Kiln accepts: ask for fewer items or fields.",
+    "invalid_url": "The base URL is not a valid http(s) URL.",
+}
+# Fixed sentences per Directus error code ({what}: Directus's reason, {field}, {path}).
+_SENTENCES = {
+    "INVALID_CREDENTIALS": "Directus rejected the token: it is unknown or was revoked. Check the "
+    "static token on the user in Directus.",
+    "TOKEN_EXPIRED": "Directus says the token has expired. Static tokens do not expire, so this is "
+    "a login (JWT) token: use the static token from the user's page in Directus.",
+    "ROUTE_NOT_FOUND": "Directus answered 404 ROUTE_NOT_FOUND for {path}: this URL is not a "
+    "Directus API — check the base URL.",
+    "NOT_DIRECTUS": "The server answered, but not like Directus: this URL is not a Directus API "
+    "— check the base URL.",
+    "INVALID_QUERY": "Directus rejected the query: {what}.",
+    "INVALID_PAYLOAD": "Directus rejected the request body: {what}.",
+    "RECORD_NOT_UNIQUE": 'Directus refused the item: field "{field}" must be unique and this value '
+    "is already used.",
+}
+
+
+class DirectusError(Exception):
+    """Any failed call: a non-2xx answer, an answer that is not Directus, or a transport failure."""
+
+    def __init__(
+        self, message, *, status=None, code="", retry_after=None, transient=False, **context
+    ):
+        self.message = http.redact(message or "")
+        self.status, self.code = status, code
+        self.retry_after, self.transient = retry_after, transient
+        self.field = context.get("field")  # FAILED_VALIDATION, RECORD_NOT_UNIQUE, 403 on a field
+        self.reason = http.redact(context.get("reason") or "")
+        # What was asked, for the explanation: collection (as Directus named it), item, request.
+        self.collection, self.item = context.get("collection"), context.get("item")
+        self.method, self.path = context.get("method", ""), context.get("path", "")
+        super().__init__(self.explain())
+
+    @property
+    def permanent(self) -> bool:
+        return not self.transient
+
+    def explain(self) -> str:
+        """One plain-language sentence for a person; never contains the token."""
+        return http.redact(_explain(self))
+
+
+@dataclass
+class ItemsPage:
+    data: list
+    meta: dict | None
+    status: int
+    elapsed_ms: int
+
+
+@dataclass
+class Stage:
+    name: str
+    ok: bool | None  # None: skipped because an earlier stage failed
+    summary: str
+    detail: str
+    elapsed_ms: int
+
+
+class DirectusClient:
+    def __init__(self, base_url, token, *, client: httpx.Client | None = None, timeout=None):
+        self.base_url = (base_url or "").strip().rstrip("/")
+        self.token = token or ""
+        http.register_secret(self.token)
+        self._owns_client = client is None
+        self._client = client if client is not None else http.make_client(timeout=timeout)
+        self.last_elapsed_ms = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        if self._owns_client:
+            self._client.close()
+
+    # -- server and schema -------------------------------------------------------------
+
+    def ping(self) -> str:
+        """GET /server/ping; returns "pong" or raises (a server that says anything else is not Directus)."""
+        response = self._request("GET", "/server/ping", auth=False)
+        body = response.text.strip()
+        if body != "pong":
+            raise DirectusError(
+                f"/server/ping answered {response.status_code} with {body[:80]!r}, not 'pong'",
+                status=response.status_code,
+                code="NOT_DIRECTUS",
+                method="GET",
+                path="/server/ping",
+            )
+        return body
+
+    def server_info(self) -> dict:
+        return self._data("GET", "/server/info")
+
+    def me(self, fields="id,email,first_name,last_name") -> dict:
+        # Ask for named fields: the full row also carries the (masked) token and password.
+        return self._data("GET", "/users/me", params={"fields": fields})
+
+    def collections(self) -> list:
+        return self._data("GET", "/collections")
+
+    def fields(self, collection=None) -> list:
+        path = f"/fields/{_q(collection)}" if collection else "/fields"
+        return self._data("GET", path, collection=collection)
+
+    def relations(self) -> list:
+        return self._data("GET", "/relations")
+
+    def permissions_me(self) -> dict | None:
+        """{"articles": {"read": {"access": "full", ...}, ...}}, or None where the server has no answer.
+
+        Directus 11+ answers any authenticated user (even one that may not read /collections);
+        older servers answer 404 ROUTE_NOT_FOUND, and a policy may forbid it (403).
+        """
+        try:
+            return self._data("GET", "/permissions/me")
+        except DirectusError as exc:
+            if exc.status in (403, 404):
+                return None
+            raise
+
+    # -- items -------------------------------------------------------------------------
+
+    def list_items(self, collection, params=None) -> ItemsPage:
+        return self._page("GET", _items(collection), collection, params=params)
+
+    def search_items(self, collection, query: dict, params=None) -> ItemsPage:
+        """HTTP SEARCH with {"query": {...}}: filter/fields/sort/limit/meta as JSON, no URL limit.
+
+        Directus 12.4 takes fields, sort and meta as lists or comma strings there; any other
+        top-level body key than "query" is 400 INVALID_PAYLOAD.
+        """
+        if not isinstance(query, dict):
+            raise TypeError("search_items takes the query as a dict")
+        body = {"query": query}
+        return self._page("SEARCH", _items(collection), collection, params=params, body=body)
+
+    def get_item(self, collection, id, params=None) -> dict:
+        path = f"{_items(collection)}/{_q(id)}"
+        return self._data("GET", path, params=params, collection=collection, item=id)
+
+    def create_items(self, collection, rows, params=None):
+        """POST one object (returns it) or a list (returns the list); Directus answers 200."""
+        return self._data(
+            "POST", _items(collection), params=params, body=rows, collection=collection
+        )
+
+    def update_item(self, collection, id, data, params=None) -> dict | None:
+        """PATCH one item; None when Directus answers 204 (it does so for an id that does not exist)."""
+        path = f"{_items(collection)}/{_q(id)}"
+        return self._data("PATCH", path, params=params, body=data, collection=collection, item=id)
+
+    def update_items(self, collection, keys, data, params=None) -> list:
+        """The same change to many items: PATCH {"keys": [...], "data": {...}}."""
+        body = {"keys": list(keys), "data": data}
+        path = _items(collection)
+        return self._data("PATCH", path, params=params, body=body, collection=collection) or []
+
+    def update_items_batch(self, collection, rows_with_pk, params=None) -> list:
+        """A different change per item: PATCH [{"id": 1, ...}, {"id": 2, ...}]."""
+        body = list(rows_with_pk)
+        path = _items(collection)
+        return self._data("PATCH", path, params=params, body=body, collection=collection) or []
+
+    def delete_items(self, collection, keys) -> None:
+        """DELETE with the keys as the body; Directus answers 204 even for keys that do not exist."""
+        self._request("DELETE", _items(collection), body=list(keys), collection=collection)
+
+    def iter_items(
+        self,
+        collection,
+        *,
+        pk="id",
+        page_size=200,
+        filter=None,
+        fields=None,
+        after=None,
+        pages=False,
+    ):
+        """Yield every matching item (or each ItemsPage), reading by keyset on the primary key.
+
+        Each page asks for `pk > last seen` sorted by pk, so rows added or removed during the read
+        never shift later pages the way offset paging does, and only one page is held at a time.
+        The read ends on an empty page, not a short one: a server with QUERY_LIMIT_MAX below
+        page_size may return fewer rows than asked without meaning "no more".
+        """
+        fields = _fields_with_pk(fields, pk)
+        cursor = after
+        while True:
+            after_cursor = None if cursor is None else {pk: {"_gt": cursor}}
+            conditions = [c for c in (filter, after_cursor) if c]
+            query = {"sort": [pk], "limit": page_size}
+            if conditions:
+                query["filter"] = conditions[0] if len(conditions) == 1 else {"_and": conditions}
+            if fields:
+                query["fields"] = fields
+            page = self._read(collection, query)
+            if not page.data:
+                return
+            last = page.data[-1].get(pk) if isinstance(page.data[-1], dict) else None
+            if last is None or last == cursor:
+                raise DirectusError(
+                    f'Keyset read of "{collection}" cannot continue: the items carry no "{pk}" '
+                    "value to continue from (is the primary key readable?).",
+                    code="KEYSET_STUCK",
+                    collection=collection,
+                )
+            cursor = last
+            if pages:
+                yield page
+            else:
+                yield from page.data
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _read(self, collection, query) -> ItemsPage:
+        params = _encode_params(query)
+        if len(urlencode(params)) > _MAX_QUERY_STRING:
+            return self.search_items(collection, query)
+        return self.list_items(collection, params)
+
+    def _page(self, method, path, collection, *, params=None, body=None) -> ItemsPage:
+        response = self._request(method, path, params=params, body=body, collection=collection)
+        payload = _json(response, method, path)
+        data = payload.get("data")
+        if isinstance(data, dict):  # a singleton collection answers one object
+            data = [data]
+        return ItemsPage(
+            data or [], payload.get("meta"), response.status_code, self.last_elapsed_ms
+        )
+
+    def _data(self, method, path, *, params=None, body=None, **context):
+        response = self._request(method, path, params=params, body=body, **context)
+        if response.status_code == 204 or not response.content:
+            return None
+        return _json(response, method, path).get("data")
+
+    def _request(self, method, path, *, params=None, body=None, auth=True, **context):
+        headers = {"Accept": "application/json"}
+        if auth and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        kwargs = {"headers": headers}
+        if params:
+            kwargs["params"] = _encode_params(params)
+        if body is not None:
+            kwargs["json"] = body
+        started = time.perf_counter()
+        try:
+            response = http.send(self._client, method, self.base_url + path, **kwargs)
+        except http.OutboundError as exc:
+            code = f"NETWORK_{exc.kind.upper()}"
+            raise DirectusError(
+                str(exc),
+                code=code,
+                transient=bool(exc.transient),
+                method=method,
+                path=path,
+                **context,
+            ) from exc
+        finally:
+            self.last_elapsed_ms = int((time.perf_counter() - started) * 1000)
+        if not 200 <= response.status_code < 300:
+            raise _from_response(response, method, path, **context)
+        return response
+
+
+def check_connection(base_url, token, probe_collection: str = "", *, client=None) -> list[Stage]:
+    """ "Test connection": Reachable, Token valid, What it may read; later stages skip on failure."""
+    with DirectusClient(base_url, token, client=client, timeout=10) as directus:
+        stages = [_stage_reachable(directus)]
+        if stages[-1].ok:
+            stages.append(_stage_token(directus))
+        else:
+            stages.append(Stage("Token valid", None, _SKIPPED, "", 0))
+        if stages[-1].ok:
+            stages.append(_stage_reading(directus, (probe_collection or "").strip()))
+        else:
+            stages.append(Stage("What it may read", None, _SKIPPED, "", 0))
+    redact = http.redact
+    return [Stage(s.name, s.ok, redact(s.summary), redact(s.detail), s.elapsed_ms) for s in stages]
+
+
+def _stage_reachable(directus) -> Stage:
+    try:
+        directus.ping()
+    except DirectusError as exc:
+        summary = exc.explain()
+        if exc.status is None:
+            summary = _NETWORK_SENTENCES.get(exc.code.removeprefix("NETWORK_").lower(), summary)
+        elif exc.code == "NOT_DIRECTUS" or exc.status == 404:
+            summary = (
+                'The server answered, but /server/ping did not say "pong": this URL is not a '
+                "Directus API — check the base URL."
+            )
+            if urlsplit(directus.base_url).path.rstrip("/").endswith("/admin"):
+                summary += (
+                    " It ends in /admin, the Data Studio app: use the address without /admin."
+                )
+        return Stage("Reachable", False, summary, _detail(exc), directus.last_elapsed_ms)
+    ms = directus.last_elapsed_ms
+    return Stage(
+        "Reachable",
+        True,
+        "Directus answered /server/ping.",
+        f"GET /server/ping -> 200 pong in {ms} ms",
+        ms,
+    )
+
+
+def _stage_token(directus) -> Stage:
+    if not directus.token:
+        return Stage("Token valid", False, "No token is set for this connection.", "", 0)
+    try:
+        user = directus.me() or {}
+    except DirectusError as exc:
+        return Stage("Token valid", False, exc.explain(), _detail(exc), directus.last_elapsed_ms)
+    who = " ".join(filter(None, [user.get("first_name"), user.get("last_name")]))
+    if user.get("email"):
+        summary = f"The token is valid: it belongs to {user['email']}{f' ({who})' if who else ''}."
+    else:  # the seeded read-only user: no policy lets it read directus_users, /users/me has only id
+        summary = (
+            f"The token is valid (user id {user.get('id', '?')}). It may not read its own user "
+            "record, so Kiln cannot show the email."
+        )
+    ms = directus.last_elapsed_ms
+    return Stage("Token valid", True, summary, f"GET /users/me -> 200 in {ms} ms", ms)
+
+
+def _stage_reading(directus, probe) -> Stage:
+    notes, started = [], time.perf_counter()
+    try:
+        visible = _readable_collections(directus, notes)
+    except DirectusError as exc:
+        return Stage("What it may read", False, exc.explain(), _detail(exc), _ms_since(started))
+    if visible is None:
+        summary = "The token works, but Directus does not tell which collections it may read."
+    elif visible:
+        noun = "collection" if len(visible) == 1 else "collections"
+        summary = f"It may read {len(visible)} {noun}: {', '.join(visible)}."
+    else:
+        summary = "It may read no collections outside Directus's own system collections."
+    ok = True
+    if probe:
+        try:
+            page = directus.list_items(probe, {"limit": "1", "meta": "filter_count"})
+            count = (page.meta or {}).get("filter_count")
+            summary += f' Reading "{probe}" works' + (
+                f" ({count} items)." if count is not None else "."
+            )
+            notes.append(f"GET /items/{probe}?limit=1 -> 200")
+        except DirectusError as exc:
+            ok, summary = False, f"{exc.explain()} {summary}"
+            notes.append(_detail(exc))
+    return Stage("What it may read", ok, summary, "\n".join(notes), _ms_since(started))
+
+
+def _readable_collections(directus, notes) -> list | None:
+    """Non-system collections the token may read; None when the server will not say."""
+    try:
+        rows = directus.collections()
+        notes.append(f"GET /collections -> 200 ({len(rows)} rows including system collections)")
+        return [r["collection"] for r in rows if not r["collection"].startswith("directus_")]
+    except DirectusError as exc:
+        if exc.status != 403:
+            raise
+        notes.append(_detail(exc))
+    # Directus 12 forbids /collections, /fields and /relations to a token without read access
+    # to directus_*, but /permissions/me still tells what it may read.
+    notes.append(
+        "This token may not read the schema (/collections, /fields, /relations), so the query "
+        "builder cannot list fields for it; an admin token or read access to "
+        "directus_collections, directus_fields and directus_relations fixes that."
+    )
+    permissions = directus.permissions_me()
+    if permissions is None:
+        return None
+    notes.append("GET /permissions/me -> 200")
+    readable = [
+        c
+        for c, a in permissions.items()
+        if ((a or {}).get("read") or {}).get("access", "none") != "none"
+    ]
+    return sorted(c for c in readable if not c.startswith("directus_"))
+
+
+def _detail(exc) -> str:
+    status = exc.status if exc.status is not None else "no answer"
+    text = f"{exc.method} {exc.path} -> {status} {exc.code}".strip()
+    return f"{text}: {exc.message}" if exc.message else text
+
+
+def _ms_since(started) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _from_response(response, method, path, collection=None, item=None) -> DirectusError:
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    errors = body.get("errors") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    extensions = first.get("extensions") or {}
+    if first:
+        code = str(extensions.get("code") or f"HTTP_{status}")
+        message = str(first.get("message") or "")
+    else:  # not a Directus error body: a proxy, a load balancer or another server answered
+        code = f"HTTP_{status}"
+        message = response.headers.get("location") if 300 <= status < 400 else None
+        message = message or " ".join(response.text[:200].split())
+    named_field = _FIELD_RE.search(message)
+    named_collection = _COLLECTION_RE.search(message)
+    return DirectusError(
+        message,
+        status=status,
+        code=code,
+        retry_after=_retry_after(response, message),
+        transient=status in _TRANSIENT_STATUSES,
+        field=extensions.get("field") or (named_field.group(1) if named_field else None),
+        reason=str(extensions.get("reason") or ""),
+        collection=named_collection.group(1) if named_collection else collection,
+        item=item,
+        method=method,
+        path=path,
+    )
+
+
+def _retry_after(response, message) -> float | None:
+    """Seconds from Retry-After (delta or HTTP date; "0" is 0.0), else Directus's "retry after 699ms"."""
+    value = (response.headers.get("retry-after") or "").strip()
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
+        except (TypeError, ValueError):
+            pass
+    match = _RETRY_IN_MESSAGE_RE.search(message) if response.status_code == 429 else None
+    if not match:
+        return None
+    return float(match.group(1)) / (1000 if match.group(2).lower() == "ms" else 1)
+
+
+def _explain(e: DirectusError) -> str:
+    status, code = e.status, e.code
+    if status is None:
+        return (
+            f"Kiln could not reach Directus: {e.message}"
+            if code.startswith("NETWORK_")
+            else e.message
+        )
+    if code in _SENTENCES:
+        return _SENTENCES[code].format(what=e.reason or e.message, field=e.field, path=e.path)
+    if code == "FAILED_VALIDATION":
+        if "Value is required" in e.message:
+            return f'Directus refused the item: field "{e.field}" is required.'
+        return f'Directus refused the value of field "{e.field}": {e.message}'
+    if 300 <= status < 400:
+        return f"The server redirects to {e.message}: use that address as the base URL."
+    if status == 401:
+        return f"Directus refused the request as not authenticated (401 {code}): {e.message}"
+    if status == 403:
+        return _explain_forbidden(e)
+    if status == 404 and code.startswith("HTTP_"):
+        return (
+            f"The server answered 404 for {e.path} without a Directus error body: this URL is not "
+            "a Directus API — check the base URL."
+        )
+    if status == 429:
+        if e.retry_after is None:
+            return "Directus is rate limiting this client: wait a little and retry."
+        return f"Directus is rate limiting this client: retry after {_seconds(e.retry_after)} s."
+    if status == 413:
+        return "Directus refused the request as too large (413): send fewer rows per batch."
+    if status in (502, 503, 504):
+        later = (
+            "try again later"
+            if e.retry_after is None
+            else f"retry after {_seconds(e.retry_after)} s"
+        )
+        return f"Directus, or a proxy in front of it, is unavailable ({status} {code}): {later}."
+    if status >= 500:
+        return (
+            f"Directus failed with an internal error ({status} {code}): {e.message or 'no message'}. "
+            "Its server log has the details."
+        )
+    if code.startswith("HTTP_"):
+        return f"The server answered {status} without a Directus error body; check the base URL. {e.message}"
+    return f"Directus answered {status} {code}: {e.message}"
+
+
+def _explain_forbidden(e: DirectusError) -> str:
+    c = e.collection
+    if c and c.startswith("directus_"):
+        return (
+            f'Directus answered 403 FORBIDDEN for its system collection "{c}": this token may not '
+            "read it. Reading the schema needs an admin token or read access to "
+            "directus_collections, directus_fields and directus_relations."
+        )
+    if e.field and c:
+        subject, why = "", f'field "{e.field}" does not exist in "{c}" or the token may not read it'
+    elif c and e.item is not None and e.method == "GET":
+        subject, why = (
+            f' for item {e.item} in "{c}"',
+            "the item does not exist or this token may not read it",
+        )
+    elif c and e.method in _WRITE_VERBS:
+        why = f"this token may not {_WRITE_VERBS[e.method]} items there, or the collection does not exist"
+        subject = f' for collection "{c}"'
+    elif c:
+        subject, why = (
+            f' for collection "{c}"',
+            "either the collection does not exist or this token may not read it",
+        )
+    else:
+        subject, why = "", "this token may not do this, or what it asked for does not exist"
+    return f"Directus answered 403 FORBIDDEN{subject}: {why} — {_SAME_ANSWER}"
+
+
+def _seconds(value) -> str:
+    # Directus rounds Retry-After to whole seconds, so "0" means "within the second".
+    if value < 1:
+        return "less than 1"
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def _json(response, method, path) -> dict:
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        message = f"{path} answered {response.status_code} with a body that is not Directus JSON"
+        raise DirectusError(
+            message, status=response.status_code, code="NOT_DIRECTUS", method=method, path=path
+        )
+    return payload
+
+
+def _q(value) -> str:
+    return quote(str(value), safe="")
+
+
+def _items(collection) -> str:
+    return f"/items/{_q(collection)}"
+
+
+def _fields_with_pk(fields, pk):
+    """The keyset cursor needs the pk in every item, so it is added to a narrowed field list."""
+    if not fields:
+        return None
+    names = [f.strip() for f in fields.split(",")] if isinstance(fields, str) else list(fields)
+    if pk not in names and "*" not in names:
+        names.append(pk)
+    return names
+
+
+def _encode_params(params) -> list[tuple[str, str]]:
+    """Query params as pairs: dicts/lists of dicts become JSON, lists become "a,b", bools "true"."""
+    items = params.items() if isinstance(params, dict) else params
+    pairs = []
+    for key, value in items:
+        if value is None:
+            continue
+        if isinstance(value, dict) or (
+            isinstance(value, list) and any(isinstance(v, dict) for v in value)
+        ):
+            value = json.dumps(value, separators=(",", ":"))
+        elif isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        pairs.append((str(key), str(value)))
+    return pairs
