@@ -1,0 +1,30 @@
+# Production image: gunicorn serving console.wsgi on :8000, static files by whitenoise.
+# The same image runs the Celery worker and beat (see docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN useradd --create-home --uid 1000 --user-group kiln
+WORKDIR /app
+
+# Dependencies first, from pyproject.toml alone, so code changes reuse this layer.
+# (The project installs no packages of its own: `[tool.setuptools] packages = []`.)
+COPY pyproject.toml ./
+RUN pip install .
+
+# Only what runs in production: never .env, var/ (dev.env, SQLite), .venv, tests or bench.
+COPY --chown=kiln:kiln manage.py ./
+COPY --chown=kiln:kiln console ./console
+COPY --chown=kiln:kiln integrations ./integrations
+COPY --chown=kiln:kiln templates ./templates
+COPY --chown=kiln:kiln static ./static
+# collectstatic imports settings, which need some SECRET_KEY; this one exists only at build time.
+RUN SECRET_KEY=collectstatic-build-only DEBUG=false python manage.py collectstatic --noinput \
+    && mkdir -p /app/var && chown kiln:kiln /app/var
+
+USER kiln
+EXPOSE 8000
+CMD ["gunicorn", "console.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
