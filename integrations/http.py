@@ -1,31 +1,585 @@
-"""The one outbound HTTP path (placeholder: redaction registry; the full module follows)."""
+"""The one outbound HTTP path: timeouts, size cap, redaction and a connect-time SSRF guard."""
 
+import functools
+import ipaddress
 import logging
+import re
+import socket
+import ssl
 import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import quote, quote_plus
+
+import anyio
+import anyio.to_thread
+import httpcore
+import httpx
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "Kiln/0.1 (+https://github.com/kiln)"
+# Headers that carry a credential and must never follow a redirect to another host.
+SENSITIVE_HEADERS = ("authorization", "x-clay-webhook-auth", "proxy-authorization", "cookie")
+BLOCKED_HINT = (
+    "Outbound requests may only reach public addresses unless an admin allows this host or network."
+)
+
+# --- Redaction --------------------------------------------------------------------------
 
 _secrets_lock = threading.Lock()
-_secrets: set[str] = set()
+_secrets: frozenset[str] = frozenset()
+_secrets_pattern: re.Pattern | None = None
 
 
 def register_secret(value: str) -> None:
-    if value and len(value) >= 6:
-        with _secrets_lock:
-            _secrets.add(value)
+    """Make `redact` hide this value, raw and URL-encoded, from now on."""
+    global _secrets, _secrets_pattern
+    if not value or len(value) < 6 or value in _secrets:
+        return
+    with _secrets_lock:
+        secrets = _secrets | {value}
+        # A secret often travels inside a URL, where it appears percent-encoded.
+        forms = {f for s in secrets for f in (s, quote(s, safe=""), quote(s), quote_plus(s))}
+        alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+        # Readers use the pattern without the lock, so swap in a finished one.
+        _secrets_pattern = re.compile(alternatives)
+        _secrets = secrets
 
 
 def redact(text: str) -> str:
-    if not text:
+    """Replace every registered secret in text with [redacted]."""
+    pattern = _secrets_pattern
+    if not text or pattern is None:
         return text
-    with _secrets_lock:
-        known = sorted(_secrets, key=len, reverse=True)
-    for value in known:
-        if value in text:
-            text = text.replace(value, "[redacted]")
-    return text
+    return pattern.sub("[redacted]", text)
 
 
 class RedactingFilter(logging.Filter):
+    """Logging filter that redacts the message, its arguments and any traceback text."""
+
     def filter(self, record):
-        record.msg = redact(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: let the handler report it as usual
+            return True
+        record.msg = redact(message)
         record.args = ()
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text when set, so the raw traceback is never printed.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+# --- Errors -----------------------------------------------------------------------------
+
+TRANSIENT_KINDS = frozenset({"timeout", "refused", "connection", "protocol"})
+
+
+class OutboundError(Exception):
+    """A request that did not get a response; str() is a redacted sentence for humans."""
+
+    kind = "connection"
+
+    def __init__(self, message: str, kind: str | None = None, transient: bool | None = None):
+        super().__init__(redact(message))
+        self.kind = kind or type(self).kind
+        self.transient = self.kind in TRANSIENT_KINDS if transient is None else transient
+
+    def __reduce__(self):
+        # Keep kind/transient when pickled (Celery results, multiprocessing).
+        return (type(self), (str(self), self.kind, self.transient))
+
+
+class BlockedAddressError(OutboundError):
+    """The host resolves to an address outbound requests may not reach."""
+
+    kind = "blocked"
+
+
+# --- Address policy ---------------------------------------------------------------------
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Cloud instance-metadata endpoints (AWS/GCP/Azure/Oracle, AWS ECS and IPv6, Alibaba, Azure
+# WireServer): reaching them from a server hands out its cloud credentials.
+METADATA_ADDRESSES = frozenset(
+    map(
+        ipaddress.ip_address,
+        ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200", "168.63.129.16"),
+    )
+)
+# First match wins: (networks, description, whether allow_private or an allowed host name
+# lifts the block). Anything else Python does not call global is blocked at the end.
+_SPECIAL_NETWORKS = [
+    (ipaddress.ip_network(n), description, liftable)
+    for networks, description, liftable in (
+        # 0.0.0.0 reaches this very machine on Linux.
+        (("0.0.0.0/8", "::/128"), "an unspecified ('this network') address", False),
+        (("127.0.0.0/8", "::1/128"), "a loopback address", True),
+        (("169.254.0.0/16", "fe80::/10"), "a link-local address", True),
+        (("224.0.0.0/4", "ff00::/8"), "a multicast address", False),
+        (("100.64.0.0/10",), "a carrier-grade NAT (shared) address", True),
+        (("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"), "a private network address", True),
+        (("fc00::/7",), "a unique-local (private) address", True),
+        (("fec0::/10",), "a site-local address", True),  # Python calls it global
+        # Teredo hides its IPv4 address; local-use NAT64 has no fixed place for it.
+        (("2001::/32",), "a Teredo tunnel address", False),
+        (("64:ff9b:1::/48",), "a local-use NAT64 address", False),
+        (("240.0.0.0/4",), "a reserved address", False),
+    )
+    for n in networks
+]
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    """Which non-public destinations are allowed: private networks, hosts and CIDRs."""
+
+    allow_private: bool = False
+    allowlist: list[str] = field(default_factory=list)
+    hosts: frozenset[str] = field(init=False, repr=False)
+    networks: tuple = field(init=False, repr=False)
+
+    def __post_init__(self):
+        hosts, networks = set(), []
+        for entry in self.allowlist:
+            entry = entry.strip().lower().rstrip(".")
+            if not entry:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                if "/" in entry:
+                    logger.warning("Ignoring invalid network %r in the outbound allowlist", entry)
+                else:
+                    hosts.add(entry)
+        object.__setattr__(self, "hosts", frozenset(hosts))
+        object.__setattr__(self, "networks", tuple(networks))
+
+    def allows_network(self, addr) -> bool:
+        return any(addr.version == n.version and addr in n for n in self.networks)
+
+    def allows_host(self, host: str | None) -> bool:
+        return bool(host) and host.lower().rstrip(".") in self.hosts
+
+
+def default_policy() -> OutboundPolicy:
+    """The policy from settings plus the admin-managed AllowedNetwork table."""
+    allow_private = bool(getattr(settings, "KILN_ALLOW_PRIVATE_NETWORKS", False))
+    try:
+        from integrations.models import AllowedNetwork
+
+        allowlist = list(AllowedNetwork.objects.values_list("value", flat=True))
+    except Exception as exc:  # no database (yet): the guard must still work, just stricter
+        logger.warning("Outbound allowlist unavailable (%s); using settings only", exc)
+        allowlist = []
+    return OutboundPolicy(allow_private=allow_private, allowlist=allowlist)
+
+
+def _reached(addr):
+    """The IPv4 address a v6 address actually reaches (mapped, NAT64, 6to4), else addr."""
+    if addr.version == 6:
+        if addr.ipv4_mapped:
+            return addr.ipv4_mapped
+        if addr in _NAT64:
+            return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+        if addr.sixtofour:
+            return addr.sixtofour
+    return addr
+
+
+def _classify(addr) -> tuple[str, bool] | None:
+    """(description, liftable) for an address outbound requests may not reach by default."""
+    if addr in METADATA_ADDRESSES:
+        return "the cloud metadata address", False
+    for network, description, liftable in _SPECIAL_NETWORKS:
+        if addr.version == network.version and addr in network:
+            return description, liftable
+    if addr.is_reserved:
+        return "a reserved address", False
+    if not addr.is_global:
+        return "a special-purpose (non-public) address", True
+    return None
+
+
+def check_address(ip: str, policy: OutboundPolicy, host: str | None = None) -> None:
+    """Raise BlockedAddressError unless policy lets a connection to ip (resolved from host)."""
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone id ("fe80::1%eth0")
+    reached = _reached(addr)
+    if policy.allows_network(addr) or policy.allows_network(reached):
+        return
+    # Only the unwrapped address counts: every ::ffff:a.b.c.d is "reserved" to Python.
+    problem = _classify(reached)
+    if problem is None:
+        return
+    description, liftable = problem
+    if liftable and (policy.allow_private or policy.allows_host(host)):
+        return
+    shown = str(addr) if reached == addr else f"{addr} (which reaches {reached})"
+    subject = f"{host} resolves to {shown}," if host and host != ip else f"{shown} is"
+    hint = BLOCKED_HINT
+    if reached in METADATA_ADDRESSES:
+        hint = (
+            "It stays blocked even when private networks are allowed, unless an admin adds "
+            "this address to the allowlist."
+        )
+    raise BlockedAddressError(f"Blocked: {subject} {description}. {hint}")
+
+
+# --- Connect-time guard -------------------------------------------------------------------
+
+_getaddrinfo = socket.getaddrinfo  # module attribute so tests can stand in for DNS
+
+
+def _resolve(host: str, port: int, policy: OutboundPolicy) -> list[str]:
+    """Resolve host once and return its addresses, all of them checked against policy."""
+    try:
+        infos = _getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise OutboundError(
+            f"Could not resolve host name {host} (DNS lookup failed).", kind="dns"
+        ) from None
+    addresses = list(
+        dict.fromkeys(sa[0] for fam, *_, sa in infos if fam in (socket.AF_INET, socket.AF_INET6))
+    )
+    if not addresses:
+        raise OutboundError(f"Could not resolve host name {host} (no addresses).", kind="dns")
+    for ip in addresses:  # every one: a mixed public/private answer is an attack, not luck
+        try:
+            check_address(ip, policy, host)
+        except BlockedAddressError as exc:
+            logger.warning("Outbound connection refused by the guard: %s", exc)
+            raise
+    return addresses
+
+
+def _attempts(addresses: list[str], timeout: float | None):
+    """Each checked address with the time left for it; all share one connect timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for ip in addresses:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return
+        yield ip, remaining
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """httpcore's SyncBackend, but each TCP connect goes only to checked addresses."""
+
+    def __init__(self, policy: OutboundPolicy):
+        self.policy = policy
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        error = None
+        # Connect to a checked IP itself: resolving the name again could get another answer.
+        for ip, left in _attempts(_resolve(host, port, self.policy), timeout):
+            try:
+                return self._inner.connect_tcp(ip, port, left, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error or httpcore.ConnectTimeout("timed out")
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise BlockedAddressError("Blocked: Unix sockets are not an outbound destination.")
+
+    def sleep(self, seconds):
+        self._inner.sleep(seconds)
+
+
+class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's AnyIOBackend, but each TCP connect goes only to checked addresses."""
+
+    def __init__(self, policy: OutboundPolicy):
+        self.policy = policy
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        resolve = functools.partial(_resolve, host, port, self.policy)
+        try:
+            with anyio.fail_after(timeout):
+                addresses = await anyio.to_thread.run_sync(resolve, abandon_on_cancel=True)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout("DNS lookup timed out") from None
+        error = None
+        for ip, left in _attempts(addresses, timeout):
+            try:
+                return await self._inner.connect_tcp(ip, port, left, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error or httpcore.ConnectTimeout("timed out")
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise BlockedAddressError("Blocked: Unix sockets are not an outbound destination.")
+
+    async def sleep(self, seconds):
+        await self._inner.sleep(seconds)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle is slow and the context is safe to share between connections.
+    return httpx.create_ssl_context()
+
+
+def _pool_options(max_connections: int) -> dict:
+    return dict(
+        ssl_context=_ssl_context(),
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=5.0,
+        http1=True,
+        http2=False,
+    )
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """HTTPTransport whose connection pool uses GuardedBackend."""
+
+    def __init__(self, policy: OutboundPolicy, max_connections: int = 10):
+        # HTTPTransport.__init__ builds a pool without a way to pass network_backend, so build
+        # the pool it would build (its no-proxy branch) here; `_pool` is all it keeps.
+        self._pool = httpcore.ConnectionPool(
+            network_backend=GuardedBackend(policy), **_pool_options(max_connections)
+        )
+
+
+class AsyncGuardedTransport(httpx.AsyncHTTPTransport):
+    """AsyncHTTPTransport whose connection pool uses AsyncGuardedBackend."""
+
+    def __init__(self, policy: OutboundPolicy, max_connections: int = 10):
+        self._pool = httpcore.AsyncConnectionPool(
+            network_backend=AsyncGuardedBackend(policy), **_pool_options(max_connections)
+        )
+
+
+def _client_options(timeout, base_url, headers) -> dict:
+    if timeout is None:
+        timeout = getattr(settings, "KILN_OUTBOUND_TIMEOUT", 15.0)
+    all_headers = httpx.Headers({"User-Agent": USER_AGENT})
+    all_headers.update(headers or {})  # case-insensitive, so a caller's user-agent wins
+    return dict(
+        timeout=httpx.Timeout(timeout),
+        base_url=base_url,
+        headers=all_headers,
+        follow_redirects=False,
+        # Nothing from the environment: no .netrc credentials, and no proxies (httpx already
+        # skips env proxies when given a transport; a proxy would connect for us, unguarded).
+        trust_env=False,
+    )
+
+
+def make_client(*, policy=None, timeout=None, max_connections=10, base_url="", headers=None):
+    """A pooled httpx.Client whose every connection passes the address guard."""
+    policy = default_policy() if policy is None else policy
+    transport = GuardedTransport(policy, max_connections)
+    return httpx.Client(transport=transport, **_client_options(timeout, base_url, headers))
+
+
+def make_async_client(*, policy=None, timeout=None, max_connections=10, base_url="", headers=None):
+    """A pooled httpx.AsyncClient whose every connection passes the address guard."""
+    policy = default_policy() if policy is None else policy
+    transport = AsyncGuardedTransport(policy, max_connections)
+    return httpx.AsyncClient(transport=transport, **_client_options(timeout, base_url, headers))
+
+
+# --- Sending ------------------------------------------------------------------------------
+
+
+def _where(url: httpx.URL) -> str:
+    """host:port only; the path and query of a Clay webhook URL are the secret."""
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme, "")
+    return f"{url.host}:{port}" if ":" not in url.host else f"[{url.host}]:{port}"
+
+
+def _too_large(request: httpx.Request, limit: int) -> OutboundError:
+    size = f"{limit / (1 << 20):g} MB" if limit >= 1 << 20 else f"{limit} bytes"
+    where = _where(request.url)
+    return OutboundError(f"The response from {where} is larger than the {size} limit.", "too_large")
+
+
+def _causes(exc: BaseException):
+    """exc and every exception it was raised from, innermost last."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _translate(exc: Exception, request: httpx.Request | None) -> OutboundError:
+    """Turn an httpx error into an OutboundError with a sentence a person can act on."""
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol) or request is None:
+        return OutboundError(f"The URL is not valid: {exc}", "invalid_url")
+    where = _where(request.url)
+    if isinstance(exc, httpx.TimeoutException):
+        phase, doing = {
+            httpx.ConnectTimeout: ("connect", f"connecting to {where}"),
+            httpx.PoolTimeout: ("pool", f"waiting for a free connection to {where}"),
+        }.get(type(exc), ("read", "waiting for the server"))
+        seconds = request.extensions.get("timeout", {}).get(phase) or 0
+        return OutboundError(f"Timed out after {seconds:g} s {doing}.", "timeout")
+    if isinstance(exc, httpx.ConnectError):  # TCP connect or TLS handshake
+        causes = list(_causes(exc))
+        for cause in causes:
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return OutboundError(
+                    f"TLS handshake failed: the server's certificate for {request.url.host} "
+                    f"could not be verified ({cause.verify_message or cause.reason}).",
+                    "tls",
+                )
+            if isinstance(cause, ssl.SSLError):
+                return OutboundError(f"TLS handshake with {where} failed ({cause.reason}).", "tls")
+            if isinstance(cause, ConnectionRefusedError):
+                return OutboundError(
+                    f"Connection refused by {where} — is the server running and the port right?",
+                    "refused",
+                )
+        reason = next((c.strerror for c in causes if isinstance(c, OSError) and c.strerror), None)
+        return OutboundError(f"Could not connect to {where} ({reason or 'network error'}).")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return OutboundError(
+            f"{where} closed the connection or sent an invalid HTTP response.", "protocol"
+        )
+    if isinstance(exc, httpx.DecodingError):
+        return OutboundError(
+            f"{where} sent a response body that could not be decoded.", "protocol", False
+        )
+    if isinstance(exc, httpx.LocalProtocolError):
+        # No detail: h11 quotes the offending header value, which may be a token.
+        return OutboundError(f"The request to {where} is not valid HTTP.", "protocol", False)
+    return OutboundError(f"The connection to {where} failed or was reset ({type(exc).__name__}).")
+
+
+# httpx.InvalidURL and StreamError are not HTTPErrors.
+_HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
+
+
+def _limit() -> int:
+    return getattr(settings, "KILN_MAX_RESPONSE_BYTES", 5 * 1024 * 1024)
+
+
+class _Body:
+    """Collects a response body, raising too_large as soon as it passes the limit."""
+
+    def __init__(self, request: httpx.Request, response: httpx.Response, limit: int):
+        self.request, self.limit, self.size, self.chunks = request, limit, 0, []
+        declared = response.headers.get("content-length", "")
+        if request.method != "HEAD" and declared.isdigit() and int(declared) > limit:
+            raise _too_large(request, limit)
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise _too_large(self.request, self.limit)
+        self.chunks.append(chunk)
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    """True if credentials for a may go to b (same host and port, or an upgrade to https)."""
+    if a.host != b.host:
+        return False
+    if (a.scheme, a.port) == (b.scheme, b.port):
+        return True
+    return a.scheme == "http" and b.scheme == "https" and a.port is None and b.port is None
+
+
+def _redirect(client, first: httpx.Request, request: httpx.Request, response, kwargs):
+    """The request for the next hop; raises OutboundError for a redirect we will not follow."""
+    try:
+        url = request.url.join(response.headers["location"])
+    except httpx.InvalidURL as exc:
+        raise OutboundError(f"The server sent an invalid redirect: {exc}", "invalid_url") from None
+    if url.scheme not in ("http", "https"):
+        raise OutboundError(
+            f"Refused to follow a redirect from {_where(request.url)} to a non-HTTP URL.",
+            "invalid_url",
+        )
+    method, status = request.method, response.status_code
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method = "GET"
+    hop = {k: v for k, v in kwargs.items() if k != "params"}  # the Location has its query
+    if method != request.method:
+        for body in ("content", "data", "json", "files"):
+            hop.pop(body, None)
+    nxt = client.build_request(method, url, **hop)
+    if not _same_origin(first.url, url):
+        # Also drops credentials the client itself adds (make_client(headers=...)).
+        for name in SENSITIVE_HEADERS:
+            nxt.headers.pop(name, None)
+    return nxt
+
+
+def _done(client, first, request, response, body, kwargs, hops_left, auth):
+    """Attach the capped body; return the next hop's (request, auth), or None to stop."""
+    # Where httpx's own read() keeps the body: we read it ourselves to cap it.
+    response._content = b"".join(body.chunks)
+    if hops_left <= 0 or not response.is_redirect:
+        return None
+    nxt = _redirect(client, first, request, response, kwargs)
+    return nxt, auth if _same_origin(first.url, nxt.url) else None
+
+
+def _start(client, method, url, kwargs):
+    auth = kwargs.pop("auth", httpx.USE_CLIENT_DEFAULT)
+    try:
+        request = client.build_request(method, url, **kwargs)
+    except _HTTPX_ERRORS as exc:
+        raise _translate(exc, None) from None
+    url = request.url
+    if url.scheme not in ("http", "https"):
+        raise OutboundError("Only http:// and https:// URLs are allowed.", "invalid_url")
+    if not url.host or not 0 < (url.port or 80) < 65536:
+        raise OutboundError(
+            "The URL is not valid: it needs a host name and a valid port.", "invalid_url"
+        )
+    return request, auth
+
+
+def send(client: httpx.Client, method: str, url: str, *, follow_redirects: int = 0, **kwargs):
+    """Send a request, read at most KILN_MAX_RESPONSE_BYTES and return it whatever its status."""
+    request, auth = _start(client, method, url, kwargs)
+    first, limit = request, _limit()
+    for hops_left in range(follow_redirects, -1, -1):
+        try:
+            response = client.send(request, auth=auth, stream=True, follow_redirects=False)
+            try:
+                body = _Body(request, response, limit)
+                for chunk in response.iter_bytes():  # decoded, so a gzip bomb is caught too
+                    body.add(chunk)
+            finally:
+                response.close()
+        except _HTTPX_ERRORS as exc:
+            raise _translate(exc, request) from None
+        following = _done(client, first, request, response, body, kwargs, hops_left, auth)
+        if following is None:
+            return response
+        request, auth = following
+
+
+async def asend(
+    client: httpx.AsyncClient, method: str, url: str, *, follow_redirects: int = 0, **kwargs
+):
+    """Async send(): same checks, same errors."""
+    request, auth = _start(client, method, url, kwargs)
+    first, limit = request, _limit()
+    for hops_left in range(follow_redirects, -1, -1):
+        try:
+            response = await client.send(request, auth=auth, stream=True, follow_redirects=False)
+            try:
+                body = _Body(request, response, limit)
+                async for chunk in response.aiter_bytes():
+                    body.add(chunk)
+            finally:
+                await response.aclose()
+        except _HTTPX_ERRORS as exc:
+            raise _translate(exc, request) from None
+        following = _done(client, first, request, response, body, kwargs, hops_left, auth)
+        if following is None:
+            return response
+        request, auth = following
