@@ -3,9 +3,30 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
 app = Celery("kiln")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["integrations"])
+
+# Used unless settings define CELERY_BEAT_SCHEDULE.
+DEFAULT_BEAT_SCHEDULE = {
+    "dispatch-scheduled-syncs": {
+        "task": "integrations.tasks.dispatch_scheduled_syncs",
+        "schedule": crontab(),  # every minute, on the minute
+    },
+    # Leases last ~20 s: a run whose worker died resumes within about half a minute.
+    "resume-stale-runs": {"task": "integrations.tasks.resume_stale_runs", "schedule": 10.0},
+    "prune-row-results": {
+        "task": "integrations.tasks.prune_row_results",
+        "schedule": crontab(hour=3, minute=17),
+    },
+}
+
+
+@app.on_after_configure.connect
+def _default_beat_schedule(sender, **kwargs):
+    if not sender.conf.beat_schedule:
+        sender.conf.beat_schedule = DEFAULT_BEAT_SCHEDULE

@@ -172,6 +172,9 @@ KILN_LOGIN_MAX_FAILURES = env_int("KILN_LOGIN_MAX_FAILURES", 5)
 KILN_LOGIN_LOCKOUT_SECONDS = env_int("KILN_LOGIN_LOCKOUT_SECONDS", 900)
 KILN_ROW_RESULT_RETENTION_DAYS = env_int("KILN_ROW_RESULT_RETENTION_DAYS", 30)
 KILN_INBOUND_MAX_BYTES = env_int("KILN_INBOUND_MAX_BYTES", 1024 * 1024)
+# A run is worked in slices; a worker's claim on a run lapses if not renewed within the lease.
+KILN_SYNC_LEASE_SECONDS = env_int("KILN_SYNC_LEASE_SECONDS", 20)
+KILN_SYNC_SLICE_SECONDS = env_int("KILN_SYNC_SLICE_SECONDS", 50)
 KILN_PUBLIC_URL = env_str("KILN_PUBLIC_URL", "http://127.0.0.1:8000")
 
 # Production hardening: on whenever DEBUG is off; each can be relaxed behind a TLS proxy.

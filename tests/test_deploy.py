@@ -31,7 +31,9 @@ def settings_variables():
 
 def env_without_settings_variables(tmp_path, **values):
     """os.environ minus everything settings.py reads (tests set some), plus the given values."""
-    env = {k: v for k, v in os.environ.items() if k not in settings_variables()}
+    # DJANGO_ALLOW_ASYNC_UNSAFE is set by the browser tests' conftest; production never has it.
+    dropped = {*settings_variables(), "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update({"KILN_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "console.settings"})
     env.update(values)
     return env

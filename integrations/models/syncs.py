@@ -155,7 +155,10 @@ class RowResult(models.Model):
         SKIPPED = "skipped", "skipped"
         FAILED = "failed", "failed"
 
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="results")
+    # Not indexed alone: (run, id) below serves every lookup by run, in keyset order.
+    run = models.ForeignKey(
+        SyncRun, on_delete=models.CASCADE, related_name="results", db_index=False
+    )
     row_key = models.CharField(max_length=200)
     status = models.CharField(max_length=10, choices=Status.choices)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -176,6 +179,7 @@ class RowResult(models.Model):
             models.UniqueConstraint(fields=["run", "row_key"], name="row_result_unique_per_run")
         ]
         indexes = [
+            models.Index(fields=["run", "id"], name="row_result_run_id"),
             models.Index(fields=["run", "status", "id"], name="row_result_run_status"),
             models.Index(fields=["created_at"], name="row_result_created"),
         ]

@@ -923,18 +923,21 @@ def test_parse_either_succeeds_or_raises_template_error_with_a_position(text):
             assert problem.line >= 1 and problem.column >= 1
 
 
+# Directus field names are identifiers (letters, digits, underscores).
+target_fields = st.from_regex(r"[a-z_][a-z0-9_]{0,9}", fullmatch=True)
+
 mapper_rows = st.lists(
     st.one_of(
         st.builds(
             MappingRow,
-            st.text(min_size=1, max_size=10),
+            target_fields,
             st.sampled_from(["column"]),
             column_names,
             st.lists(st.sampled_from(sorted(mapping.CASTS)), max_size=2).map(tuple),
         ),
         st.builds(
             MappingRow,
-            st.text(min_size=1, max_size=10),
+            target_fields,
             st.just("static"),
             st.text(max_size=10).filter(lambda s: "{{" not in s and "}}" not in s),
         ),

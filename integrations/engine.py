@@ -1,0 +1,518 @@
+"""One slice of a run: from its checkpoint, read a page, map, send, record, for a bounded time.
+
+The pipeline holds two windows (Directus pages): while the sender threads work through
+one, the next is read and rendered. Windows are recorded strictly in order, each in one
+transaction that writes its row results, the run's counters (F() increments), the
+checkpoint (the last cursor fully recorded, and the keys now in flight) and the lease.
+A crash therefore loses nothing recorded, and the only rows a resumed run may send twice
+are those listed as in flight: it flags them `resent` and counts them.
+
+Only the coordinating thread touches the database; the sender threads only do HTTP.
+"""
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from integrations import clay, http, mapping, ratelimit, sources
+from integrations.directus import DirectusError
+from integrations.models import ClayDestination, RowResult, RunDailyStat, SyncRowState, SyncRun
+from integrations.sender import Job, RowOutcome, Sender, backoff, excerpt
+
+logger = logging.getLogger(__name__)
+
+WINDOWS_IN_FLIGHT = 2
+# How often the coordinator looks for a cancel and proves its lease is still its own.
+CONTROL_INTERVAL = 0.5
+READ_ATTEMPTS = 5
+Status = RowResult.Status
+
+
+def lease_seconds() -> float:
+    return float(getattr(settings, "KILN_SYNC_LEASE_SECONDS", 20))
+
+
+def heartbeat_seconds() -> float:
+    return lease_seconds() / 4
+
+
+class LeaseLost(Exception):
+    """Another worker took the run over (our lease expired): stop at once, record nothing."""
+
+
+@dataclass
+class Window:
+    id: int
+    cursor: object
+    outcomes: list = field(default_factory=list)
+    jobs: list = field(default_factory=list)
+    pending: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.pending == 0
+
+
+class Slice:
+    def __init__(self, run: SyncRun, worker_id: str, max_seconds: float):
+        self.run, self.sync = run, run.sync
+        self.destination = self.sync.destination
+        self.worker_id = worker_id
+        self.deadline = time.monotonic() + max_seconds
+        checkpoint = run.checkpoint or {}
+        self.cursor = checkpoint.get("after")
+        self.hwm = checkpoint.get("hwm", "")
+        self.possibly_sent = set(checkpoint.get("inflight", []))
+        self.already_recorded = (
+            set(
+                RowResult.objects.filter(run=run, row_key__in=self.possibly_sent).values_list(
+                    "row_key", flat=True
+                )
+            )
+            if self.possibly_sent
+            else set()
+        )
+        self.stop = threading.Event()
+        self.results = queue.SimpleQueue()
+        self.windows: deque[Window] = deque()
+        self.by_id: dict[int, Window] = {}
+        self.next_id = 0
+        self.drain: tuple[str, str] | None = None  # (error code, message) once nothing more is sent
+        self.failure = ""  # a run-level error: the run ends failed with it
+        self.read_failed = False
+        self.cancelled = False
+        self.last_control = 0.0
+        self.last_heartbeat = time.monotonic()
+        self.sender = self.client = None
+        if run.cancel_requested:
+            self._cancel()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def work(self) -> bool:
+        """Work until the source ends or time is up; True if the run has more to do."""
+        self.render = self._renderer()
+        with self.sync.saved_query.connection.client() as directus:
+            self.directus = directus
+            self.source = self._open_source(self.cursor)
+            try:
+                exhausted = self._pipeline()
+            finally:
+                if self.windows:  # leaving early (lease lost, error): unsent rows stay unsent
+                    self.stop.set()
+                if self.sender:
+                    self.sender.close()
+                if self.client:
+                    self.client.close()
+        if exhausted:
+            self._finish()
+            return False
+        self._release()
+        return True
+
+    def _pipeline(self) -> bool:
+        exhausted = False
+        while True:
+            while not exhausted and len(self.windows) < WINDOWS_IN_FLIGHT and not self._time_up():
+                window = self._next_window()
+                if window is None:
+                    exhausted = True
+                    break
+                self._save_inflight(window)
+                self._dispatch(window)
+            if not self.windows:
+                return exhausted
+            self._collect()
+            self._control()
+            while self.windows and self.windows[0].done:
+                upcoming = None
+                if not exhausted and not self._time_up():
+                    # Read the next page first, so one write both records and covers it.
+                    upcoming = self._next_window()
+                    exhausted = upcoming is None
+                self._flush(self.windows.popleft(), upcoming)
+                if upcoming:
+                    self._dispatch(upcoming)
+
+    def _time_up(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    # -- reading and preparing rows ------------------------------------------------------
+
+    def _open_source(self, after):
+        if self.run.retry_of_id:
+            return sources.retry_windows(self.directus, self.run, after=after)
+        return sources.query_windows(self.directus, self.sync, since=self.run.since, after=after)
+
+    def _next_window(self) -> Window | None:
+        """Read and prepare the next page; None when the source is exhausted (or failed)."""
+        if self.read_failed:
+            return None
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                page = next(self.source)
+                break
+            except StopIteration:
+                return None
+            except DirectusError as exc:
+                if not exc.transient or attempt == READ_ATTEMPTS:
+                    # Rows never read get no result: the run ends failed, saying why.
+                    self.failure = f"Reading Directus failed: {exc.explain()}"
+                    self.read_failed = True
+                    return None
+                self._pause(exc.retry_after if exc.retry_after is not None else backoff(attempt))
+                # A generator that raised is finished: reopen it after the last page read.
+                self.source = self._open_source(self.cursor)
+        self.cursor = page.cursor
+        return self._prepare(page)
+
+    def _prepare(self, page) -> Window:
+        window = Window(self.next_id, page.cursor)
+        self.next_id += 1
+        pk, sync = self.sync.row_key, self.sync
+        items = [(sources.key_of(item, pk), item) for item in page.items]
+        items = [(key, item) for key, item in items if key not in self.already_recorded]
+        if sync.mode == sync.Mode.INCREMENTAL:
+            stamps = [sources.timestamp_of(item, sync) for _, item in items]
+            self.hwm = max([self.hwm, *stamps])
+        for key in page.missing:
+            window.outcomes.append(
+                RowOutcome(
+                    key,
+                    Status.FAILED,
+                    error_code="NOT_FOUND",
+                    error_message="The item no longer exists in Directus (or the token may not read it).",
+                )
+            )
+        if self.drain:
+            code, message = self.drain
+            window.outcomes += [
+                RowOutcome(key, Status.SKIPPED, error_code=code, error_message=message)
+                for key, _ in items
+            ]
+            return window
+        known = {}
+        if sync.skip_unchanged and not self.run.dry_run and items:
+            known = dict(
+                SyncRowState.objects.filter(
+                    sync=sync, row_key__in=[k for k, _ in items]
+                ).values_list("row_key", "payload_hash")
+            )
+        for key, item in items:
+            try:
+                value = self.render(item)
+                body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                digest = mapping.payload_hash(value)
+            except (mapping.TemplateError, ValueError, TypeError, LookupError) as exc:
+                problems = getattr(exc, "problems", None)
+                message = "; ".join(str(p) for p in problems) if problems else str(exc)
+                window.outcomes.append(
+                    RowOutcome(
+                        key,
+                        Status.FAILED,
+                        error_code="RENDER_ERROR",
+                        error_message=http.redact(
+                            f"The template could not be filled from this row: {message}"
+                        ),
+                    )
+                )
+                continue
+            if self.run.dry_run:
+                window.outcomes.append(
+                    RowOutcome(
+                        key,
+                        Status.SKIPPED,
+                        error_code="DRY_RUN",
+                        error_message="Dry run: rendered, not sent.",
+                        payload_hash=digest,
+                        request_excerpt=excerpt(body),
+                    )
+                )
+            elif known.get(key) == digest:
+                window.outcomes.append(
+                    RowOutcome(
+                        key,
+                        Status.SKIPPED,
+                        error_code="UNCHANGED",
+                        error_message="Unchanged since this sync last sent it.",
+                        payload_hash=digest,
+                        request_excerpt=excerpt(body),
+                    )
+                )
+            else:
+                window.jobs.append(
+                    Job(window.id, key, body, digest, resent=key in self.possibly_sent)
+                )
+        if window.jobs:
+            self._hold_to_cap(window)
+        return window
+
+    def _hold_to_cap(self, window):
+        """Send no row past Clay's lifetime cap: the rest of the run is skipped with a reason."""
+        used = (
+            ClayDestination.objects.filter(pk=self.destination.pk)
+            .values_list("submissions_count", flat=True)
+            .first()
+            or 0
+        )
+        in_flight = sum(len(w.jobs) for w in self.windows)
+        room = max(0, ClayDestination.SUBMISSION_CAP - used - in_flight)
+        if len(window.jobs) <= room:
+            return
+        message = (
+            f"Stopped before Clay's limit of {ClayDestination.SUBMISSION_CAP:,} submissions for "
+            f'destination "{self.destination.name}" ({used:,} used): the webhook would refuse more. '
+            "Create a new webhook source in Clay and a new destination for it."
+        )
+        over, window.jobs = window.jobs[room:], window.jobs[:room]
+        window.outcomes += [
+            RowOutcome(
+                j.key,
+                Status.SKIPPED,
+                error_code="CAP_REACHED",
+                error_message=message,
+                payload_hash=j.payload_hash,
+            )
+            for j in over
+        ]
+        self.drain, self.failure = ("CAP_REACHED", message), message
+
+    def _renderer(self):
+        template = self.sync.template
+        if template is None:
+            return lambda item: item  # "send the item as is"
+        parsed = mapping.parse(template.body)
+        options = template.options or {}
+        return lambda item: parsed.render(item, options)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _dispatch(self, window: Window):
+        self.windows.append(window)
+        self.by_id[window.id] = window
+        window.pending = len(window.jobs)
+        if window.jobs:
+            sender = self._sender()
+            for job in window.jobs:
+                sender.submit(job)
+
+    def _sender(self) -> Sender:
+        if self.sender is None:
+            url = self.destination.webhook_url.reveal()
+            token = self.destination.auth_token.reveal() if self.destination.auth_token_id else None
+            concurrency = max(1, self.sync.concurrency)
+            self.client = http.make_client(
+                timeout=settings.KILN_OUTBOUND_TIMEOUT, max_connections=concurrency
+            )
+            limiter = ratelimit.limiter_for(f"clay:{self.destination.pk}", self.sync.rate_limit)
+            self.sender = Sender(
+                client=self.client,
+                url=url,
+                headers=clay.headers_for(token),
+                limiter=limiter,
+                concurrency=concurrency,
+                stop=self.stop,
+                results=self.results,
+            )
+        return self.sender
+
+    def _collect(self):
+        """Take finished rows from the sender, waiting up to CONTROL_INTERVAL for the first."""
+        if all(w.done for w in self.windows):
+            return
+        try:
+            item = self.results.get(timeout=CONTROL_INTERVAL)
+        except queue.Empty:
+            return
+        while True:
+            window_id, outcome = item
+            window = self.by_id[window_id]
+            window.outcomes.append(outcome)
+            window.pending -= 1
+            try:
+                item = self.results.get_nowait()
+            except queue.Empty:
+                return
+
+    # -- control: cancel, heartbeat, lease ---------------------------------------------------
+
+    def _control(self, force=False):
+        now = time.monotonic()
+        if not force and now - self.last_control < CONTROL_INTERVAL:
+            return
+        self.last_control = now
+        row = (
+            SyncRun.objects.filter(pk=self.run.pk)
+            .values_list("lease_owner", "cancel_requested")
+            .first()
+        )
+        if row is None or row[0] != self.worker_id:
+            raise LeaseLost()
+        if row[1] and not self.cancelled:
+            self._cancel()
+        if now - self.last_heartbeat >= heartbeat_seconds():
+            self._owned().update(
+                lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds())
+            ) or self._lost()
+            self.last_heartbeat = now
+
+    def _cancel(self):
+        self.cancelled = True
+        self.stop.set()
+        self.drain = ("CANCELLED", "The run was cancelled before this row was sent.")
+
+    def _pause(self, seconds):
+        end = time.monotonic() + seconds
+        while not self.stop.is_set() and time.monotonic() < end:
+            time.sleep(min(CONTROL_INTERVAL, max(0.0, end - time.monotonic())))
+            self._control()
+
+    def _owned(self):
+        return SyncRun.objects.filter(pk=self.run.pk, lease_owner=self.worker_id)
+
+    def _lost(self):
+        raise LeaseLost()
+
+    # -- recording -----------------------------------------------------------------------
+
+    def _checkpoint(self, after, upcoming=None) -> dict:
+        inflight = [j.key for w in self.windows for j in w.jobs]
+        if upcoming:
+            inflight += [j.key for j in upcoming.jobs]
+        return {"after": after, "inflight": inflight, "hwm": self.hwm}
+
+    def _save_inflight(self, window: Window):
+        """Before its rows go out, note them as in flight (a crash may then send them twice)."""
+        if window.jobs:
+            checkpoint = self._checkpoint(self._recorded_cursor(), window)
+            self._owned().update(
+                checkpoint=checkpoint, lease_expires_at=self._lease_end()
+            ) or self._lost()
+
+    def _recorded_cursor(self):
+        return (self.run.checkpoint or {}).get("after")
+
+    def _lease_end(self):
+        return timezone.now() + timedelta(seconds=lease_seconds())
+
+    def _flush(self, window: Window, upcoming: Window | None):
+        self.by_id.pop(window.id, None)
+        now = timezone.now()
+        outcomes = window.outcomes
+        counts = {Status.SENT: 0, Status.SKIPPED: 0, Status.FAILED: 0}
+        resent = 0
+        for o in outcomes:
+            counts[o.status] += 1
+            resent += o.resent
+        failures = [o for o in outcomes if o.status == Status.FAILED]
+        checkpoint = self._checkpoint(window.cursor, upcoming)
+        changes = dict(
+            total=F("total") + len(outcomes),
+            sent=F("sent") + counts[Status.SENT],
+            skipped=F("skipped") + counts[Status.SKIPPED],
+            failed=F("failed") + counts[Status.FAILED],
+            resent=F("resent") + resent,
+            checkpoint=checkpoint,
+            lease_expires_at=self._lease_end(),
+        )
+        if failures:
+            changes["last_error"] = f"Row {failures[-1].key}: {failures[-1].error_message}"[:2000]
+        rows = [
+            RowResult(
+                run_id=self.run.pk,
+                row_key=o.key[:200],
+                status=o.status,
+                http_status=o.http_status,
+                error_code=o.error_code[:50],
+                error_message=o.error_message,
+                attempts=o.attempts,
+                duration_ms=o.duration_ms,
+                payload_hash=o.payload_hash,
+                resent=o.resent,
+                request_excerpt=o.request_excerpt,
+                response_excerpt=o.response_excerpt,
+                created_at=now,
+            )
+            for o in outcomes
+        ]
+        with transaction.atomic():
+            self._owned().update(**changes) or self._lost()
+            RowResult.objects.bulk_create(rows, ignore_conflicts=True)
+            if counts[Status.SENT]:
+                self.destination.add_submissions(counts[Status.SENT])
+                if self.sync.skip_unchanged:
+                    self._remember_sent([o for o in outcomes if o.status == Status.SENT], now)
+        self.run.checkpoint = checkpoint
+        self.last_heartbeat = time.monotonic()
+
+    def _remember_sent(self, sent, now):
+        SyncRowState.objects.bulk_create(
+            [
+                SyncRowState(
+                    sync_id=self.sync.pk,
+                    row_key=o.key[:200],
+                    payload_hash=o.payload_hash,
+                    sent_at=now,
+                )
+                for o in sent
+            ],
+            update_conflicts=True,
+            unique_fields=["sync", "row_key"],
+            update_fields=["payload_hash", "sent_at"],
+        )
+
+    def _release(self):
+        """End this slice: the next one (already queued by the task) may claim at once."""
+        self._owned().update(lease_owner="", lease_expires_at=self._lease_end())
+
+    def _finish(self):
+        counts = (
+            SyncRun.objects.filter(pk=self.run.pk)
+            .values("total", "sent", "skipped", "failed")
+            .get()
+        )
+        if self.cancelled:
+            status = SyncRun.Status.CANCELLED
+        elif self.failure:
+            status = SyncRun.Status.PARTLY_FAILED if counts["sent"] else SyncRun.Status.FAILED
+        elif not counts["failed"]:
+            status = SyncRun.Status.SUCCEEDED
+        elif counts["failed"] == counts["total"]:
+            status = SyncRun.Status.FAILED
+        else:
+            status = SyncRun.Status.PARTLY_FAILED
+        changes = dict(
+            status=status,
+            finished_at=timezone.now(),
+            lease_owner="",
+            lease_expires_at=None,
+            checkpoint={**(self.run.checkpoint or {}), "inflight": []},
+        )
+        if self.sync.mode == self.sync.Mode.INCREMENTAL and not self.run.retry_of_id:
+            changes["high_water_mark"] = self.hwm or self.run.since
+        if self.failure:
+            changes["last_error"] = self.failure
+        elif self.cancelled:
+            changes["last_error"] = "Cancelled."
+        with transaction.atomic():
+            self._owned().update(**changes) or self._lost()
+            record_daily_stat(self.sync.pk, counts)
+
+
+def record_daily_stat(sync_id, counts):
+    stat, _ = RunDailyStat.objects.get_or_create(sync_id=sync_id, day=timezone.now().date())
+    RunDailyStat.objects.filter(pk=stat.pk).update(
+        sent=F("sent") + counts["sent"],
+        skipped=F("skipped") + counts["skipped"],
+        failed=F("failed") + counts["failed"],
+    )

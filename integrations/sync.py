@@ -1,0 +1,263 @@
+"""The sync engine's front door: start, retry, cancel, claim and resume runs; schedules; pruning.
+
+A run is worked in short slices (engine.Slice), each claimed by a conditional UPDATE that
+takes a lease. The database is the source of truth, so a redelivered Celery message is
+harmless and a worker killed mid-run only delays the run until its lease expires and
+`resume_stale_runs` queues it again. Delivery is at least once: rows a crash may have sent
+twice are flagged and counted, never hidden.
+
+Dry runs record every row as skipped with error_code "DRY_RUN" (its payload hash and request
+excerpt filled in): nothing was sent, so "sent" would be a lie.
+"""
+
+import logging
+from datetime import timedelta
+
+from cron_descriptor import get_description
+from cronsim import CronSim, CronSimError
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from integrations import http, mapping, sources
+from integrations.directus import DirectusError
+from integrations.engine import LeaseLost, Slice, lease_seconds
+from integrations.models import ClayDestination, RowResult, Sync, SyncRun
+
+logger = logging.getLogger(__name__)
+
+
+class SyncError(Exception):
+    """A run that cannot start; the message is for a person."""
+
+
+# -- starting --------------------------------------------------------------------------------
+
+
+def start_run(sync, *, started_by=None, trigger="manual", dry_run=False, retry_of=None) -> SyncRun:
+    """Create a queued run and queue its first slice after commit; SyncError if it may not run."""
+    _check_runnable(sync, trigger)
+    since = ""
+    if sync.mode == Sync.Mode.INCREMENTAL and retry_of is None:
+        since = sources.last_high_water_mark(sync)
+    expected = retry_of.failed if retry_of is not None else _count(sync, since)
+    if not dry_run and expected is not None:
+        _check_cap(sync.destination, expected)
+    with transaction.atomic():
+        # Lock the sync so two clicks cannot both see "no active run" (PostgreSQL; SQLite
+        # serialises writers anyway).
+        Sync.objects.select_for_update().filter(pk=sync.pk).first()
+        active = SyncRun.objects.filter(sync=sync, status__in=SyncRun.ACTIVE).first()
+        if active:
+            raise SyncError(
+                f'"{sync.name}" is already running (run #{active.pk}); wait for it or cancel it.'
+            )
+        run = SyncRun.objects.create(
+            sync=sync,
+            trigger=trigger,
+            started_by=started_by,
+            dry_run=dry_run,
+            retry_of=retry_of,
+            expected_total=expected,
+            since=since,
+            # Also the deadline for a worker to pick it up before resume_stale_runs re-queues it.
+            lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()),
+        )
+        from integrations import tasks
+
+        tasks.run_sync_slice.delay_on_commit(run.pk)
+    return run
+
+
+def retry_failed_rows(run, *, started_by=None) -> SyncRun:
+    """A new run over only the failed rows of `run`."""
+    if run.is_active:
+        raise SyncError("Wait for the run to finish before retrying its failed rows.")
+    if not run.failed:
+        raise SyncError("This run has no failed rows to retry.")
+    return start_run(run.sync, started_by=started_by, trigger=SyncRun.Trigger.RETRY, retry_of=run)
+
+
+def _check_runnable(sync, trigger):
+    if sync.kind != Sync.Kind.DIRECTUS_TO_CLAY:
+        raise SyncError(f"{sync.get_kind_display()} syncs do not run on this engine yet.")
+    if sync.saved_query_id is None or sync.destination_id is None:
+        raise SyncError("Choose a saved query and a Clay destination before running this sync.")
+    if trigger == SyncRun.Trigger.SCHEDULE and sync.paused:
+        raise SyncError(f'"{sync.name}" is paused; its schedule does not start runs.')
+    if sync.template_id:
+        try:
+            mapping.parse(sync.template.body)
+        except mapping.TemplateError as exc:
+            problems = "; ".join(str(p) for p in exc.problems)
+            raise SyncError(
+                f'The template "{sync.template.name}" has problems: {problems}'
+            ) from None
+
+
+def _count(sync, since) -> int | None:
+    try:
+        with sync.saved_query.connection.client() as directus:
+            return sources.count_rows(directus, sync, since)
+    except DirectusError as exc:
+        raise SyncError(f"Could not count the rows to send: {exc.explain()}") from None
+
+
+def _check_cap(destination, expected):
+    destination.refresh_from_db(fields=["submissions_count"])
+    if destination.submissions_count + expected > ClayDestination.SUBMISSION_CAP:
+        raise SyncError(
+            f"This run would send up to {expected:,} rows, but the Clay destination "
+            f'"{destination.name}" has {destination.cap_remaining:,} of its lifetime '
+            f"{ClayDestination.SUBMISSION_CAP:,} submissions left. Create a new webhook source "
+            "in Clay and a destination for it, or narrow the query."
+        )
+
+
+def request_cancel(run) -> None:
+    """Ask a run to stop; a queued run that no worker holds is cancelled at once."""
+    now = timezone.now()
+    SyncRun.objects.filter(pk=run.pk, status__in=SyncRun.ACTIVE).update(cancel_requested=True)
+    SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.QUEUED, lease_owner="").update(
+        status=SyncRun.Status.CANCELLED, finished_at=now, last_error="Cancelled before it started."
+    )
+    run.refresh_from_db()
+
+
+# -- working ---------------------------------------------------------------------------------
+
+
+def claim(run_id: int, worker_id: str) -> bool:
+    """Take the run's lease if it is free (released, or expired with its worker gone)."""
+    now = timezone.now()
+    return bool(
+        SyncRun.objects.filter(pk=run_id, status__in=SyncRun.ACTIVE)
+        .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True))
+        .update(
+            status=SyncRun.Status.RUNNING,
+            lease_owner=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds()),
+            started_at=Coalesce(F("started_at"), now),
+            slices=F("slices") + 1,
+        )
+    )
+
+
+def execute_slice(run_id: int, *, worker_id: str, max_seconds: float = 50) -> bool:
+    """Work the run for up to max_seconds from its checkpoint; True if more remains."""
+    if not claim(run_id, worker_id):
+        return False
+    run = SyncRun.objects.select_related(
+        "sync__saved_query__connection", "sync__destination", "sync__template"
+    ).get(pk=run_id)
+    try:
+        return Slice(run, worker_id, max_seconds).work()
+    except LeaseLost:
+        logger.warning("Run %s: lease taken over by another worker; this slice stops", run_id)
+        return False
+    except Exception as exc:
+        # A run must end with a reason, not stay "running" forever.
+        logger.exception("Run %s failed", run_id)
+        message = _failure_message(exc)
+        SyncRun.objects.filter(pk=run_id, lease_owner=worker_id).update(
+            status=SyncRun.Status.FAILED,
+            finished_at=timezone.now(),
+            lease_owner="",
+            lease_expires_at=None,
+            last_error=message,
+        )
+        return False
+
+
+def _failure_message(exc) -> str:
+    if isinstance(exc, DirectusError):
+        return f"Reading Directus failed: {exc.explain()}"
+    if isinstance(exc, mapping.TemplateError):
+        return "The template has problems: " + "; ".join(str(p) for p in exc.problems)
+    return http.redact(f"The run stopped on an internal error: {type(exc).__name__}: {exc}")[:2000]
+
+
+def resume_stale_runs() -> int:
+    """Queue again the active runs whose lease expired (their worker died or never came)."""
+    from integrations import tasks
+
+    now = timezone.now()
+    resumed = 0
+    stale = SyncRun.objects.filter(status__in=SyncRun.ACTIVE, lease_expires_at__lt=now)
+    for run_id, expired_at in stale.values_list("pk", "lease_expires_at"):
+        # Release the dead lease and set a new pick-up deadline; only one caller wins.
+        if SyncRun.objects.filter(pk=run_id, lease_expires_at=expired_at).update(
+            lease_owner="", lease_expires_at=now + timedelta(seconds=lease_seconds())
+        ):
+            logger.info("Run %s: lease expired, queued again", run_id)
+            tasks.run_sync_slice.delay(run_id)
+            resumed += 1
+    return resumed
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def prune_row_results(older_than_days: int | None = None, batch_size: int = 20000) -> int:
+    """Delete row results older than the retention, in batches; runs and daily stats stay."""
+    days = settings.KILN_ROW_RESULT_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted = 0
+    while True:
+        batch = RowResult.objects.filter(created_at__lt=cutoff).values("pk")[:batch_size]
+        # One DELETE ... WHERE id IN (SELECT ... LIMIT n) per batch: short transactions.
+        # Nothing cascades from a row result, so Django deletes without loading the rows.
+        count, _ = RowResult.objects.filter(pk__in=batch).delete()
+        deleted += count
+        if count < batch_size:
+            return deleted
+
+
+# -- schedules -------------------------------------------------------------------------------
+
+
+def describe_schedule(cron: str) -> str:
+    """Plain words for a cron expression; ValueError with a clear message if it is invalid."""
+    cron = (cron or "").strip()
+    if not cron:
+        return "Not scheduled"
+    try:
+        CronSim(cron, timezone.now())
+    except CronSimError as exc:
+        raise ValueError(f'"{cron}" is not a valid cron expression: {exc}') from None
+    return f"{get_description(cron)} (UTC)"
+
+
+def next_run_at(sync, after=None):
+    """When the sync's schedule is next due after `after` (its last start), or None."""
+    if not sync.schedule.strip():
+        return None
+    base = after or sync.last_scheduled_at or sync.created_at
+    return next(CronSim(sync.schedule.strip(), base))
+
+
+def dispatch_scheduled_syncs(now=None) -> list[SyncRun]:
+    """Start every unpaused sync whose cron time has come (beat calls this every minute)."""
+    now = now or timezone.now()
+    started = []
+    for sync in Sync.objects.exclude(schedule="").filter(paused=False).select_related("template"):
+        try:
+            due = next_run_at(sync)
+        except CronSimError:
+            logger.warning("Sync %s has an invalid schedule %r", sync.pk, sync.schedule)
+            continue
+        if due is None or due > now:
+            continue
+        # Several beats, or a slow one: only the caller that moves the mark starts the run.
+        # Missed slots (beat was down) give one catch-up run, not a burst.
+        if not Sync.objects.filter(pk=sync.pk, last_scheduled_at=sync.last_scheduled_at).update(
+            last_scheduled_at=now
+        ):
+            continue
+        try:
+            started.append(start_run(sync, trigger=SyncRun.Trigger.SCHEDULE))
+        except SyncError as exc:
+            logger.warning("Scheduled run of %s not started: %s", sync, exc)
+    return started

@@ -1,0 +1,43 @@
+"""Thin Celery tasks: they take ids, re-fetch, and call one domain function."""
+
+import os
+import socket
+import uuid
+
+from celery import shared_task
+from django.conf import settings
+
+from integrations import sync
+
+
+def _slice_seconds() -> float:
+    return float(getattr(settings, "KILN_SYNC_SLICE_SECONDS", 50))
+
+
+# acks_late: a message is acknowledged only after its slice; a redelivered one finds the run
+# claimed or done (claims are conditional UPDATEs), so it does nothing.
+@shared_task(acks_late=True, ignore_result=True)
+def run_sync_slice(run_id: int) -> None:
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if sync.execute_slice(run_id, worker_id=worker_id, max_seconds=_slice_seconds()):
+        run_sync_slice.delay(run_id)
+
+
+@shared_task(ignore_result=True)
+def resume_stale_runs() -> int:
+    return sync.resume_stale_runs()
+
+
+@shared_task(ignore_result=True)
+def dispatch_scheduled_syncs() -> list[int]:
+    return [run.pk for run in sync.dispatch_scheduled_syncs()]
+
+
+@shared_task(ignore_result=True)
+def prune_row_results() -> int:
+    return sync.prune_row_results()
+
+
+@shared_task
+def ping() -> str:
+    return "pong"
