@@ -4,9 +4,18 @@ import ipaddress
 
 from django import forms
 from django.contrib.auth.forms import SetPasswordMixin
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from console.models import User
-from integrations.models import AllowedNetwork, ClayDestination, DirectusConnection
+from integrations import sync as sync_engine
+from integrations.models import (
+    AllowedNetwork,
+    ClayDestination,
+    DirectusConnection,
+    MappingTemplate,
+    SavedQuery,
+    Sync,
+)
 
 
 class SecretField(forms.CharField):
@@ -146,3 +155,93 @@ class UserForm(SetPasswordMixin, forms.ModelForm):
         if commit:
             user.save()
         return user
+
+
+class SyncForm(forms.ModelForm):
+    """A sync's source, destination, mapping and settings; the schedule is checked by the engine."""
+
+    WRITE_BACK_FIELDS = ["connection", "collection", "write_mode", "match_field"]
+
+    class Meta:
+        model = Sync
+        fields = [
+            "name",
+            "saved_query",
+            "destination",
+            "template",
+            "row_key",
+            "rate_limit",
+            "concurrency",
+            "page_size",
+            "mode",
+            "timestamp_field",
+            "skip_unchanged",
+            "schedule",
+            "paused",
+            "connection",
+            "collection",
+            "write_mode",
+            "match_field",
+        ]
+        labels = {
+            "saved_query": "Source (saved query)",
+            "destination": "Clay destination",
+            "template": "Mapping",
+            "rate_limit": "Rate limit (rows per second)",
+            "skip_unchanged": "Skip unchanged rows",
+            "schedule": "Schedule (cron, UTC)",
+            "paused": "Paused",
+            "connection": "Write to connection",
+        }
+        help_texts = {
+            "row_key": "The item's primary key field; each row gets one result under this key.",
+            "rate_limit": "Shared by every worker sending to this destination. Clay takes about 10/s; 0 means no limit.",
+            "concurrency": "Requests in flight at once.",
+            "page_size": "Items read from Directus per page.",
+            "mode": "Incremental sends only items changed since the last successful run.",
+            "timestamp_field": "For incremental mode; falls back to date_created when empty on an item.",
+            "skip_unchanged": "Do not resend a row whose payload equals the last one sent successfully.",
+            "schedule": "e.g. 0 6 * * 1-5 for 06:00 on weekdays. Empty: run only on demand.",
+            "paused": "A paused sync does not run on its schedule.",
+        }
+        widgets = {"schedule": forms.TextInput(attrs={"autocomplete": "off", "class": "mono"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["template"].queryset = MappingTemplate.objects.filter(
+            kind=MappingTemplate.Kind.CLAY_ROW
+        )
+        self.fields["template"].empty_label = "Send the item as is"
+        self.fields["saved_query"].queryset = SavedQuery.objects.select_related("connection")
+        self.fields["saved_query"].label_from_instance = lambda q: (
+            f"{q.name} ({q.connection.name} · {q.collection})"
+        )
+        self.fields["destination"].required = True
+        for name, low, high in [("concurrency", 1, 64), ("page_size", 1, 10000)]:
+            field = self.fields[name]
+            field.validators += [MinValueValidator(low), MaxValueValidator(high)]
+            field.widget.attrs.update(min=low, max=high)
+        self.fields["rate_limit"].widget.attrs.update(min=0, step="any")
+        if self.instance.kind == Sync.Kind.CLAY_TO_DIRECTUS:
+            del self.fields["saved_query"]
+        else:
+            self.fields["saved_query"].required = True
+            for name in self.WRITE_BACK_FIELDS:
+                del self.fields[name]
+
+    def clean_rate_limit(self):
+        value = self.cleaned_data["rate_limit"]
+        if value is not None and value < 0:
+            raise forms.ValidationError(
+                "Use 0 for no limit, or a positive number of rows per second."
+            )
+        return value
+
+    def clean_schedule(self):
+        cron = " ".join(self.cleaned_data.get("schedule", "").split())
+        if cron:
+            try:
+                sync_engine.describe_schedule(cron)
+            except ValueError as e:
+                raise forms.ValidationError(str(e)) from None
+        return cron

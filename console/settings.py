@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("KILN_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = Path(os.environ.get("KILN_VAR_DIR") or BASE_DIR / "var")
 
 
 def env_str(name, default=""):

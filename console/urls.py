@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from console.views import auth, credentials, home, users
+from console.views import auth, credentials, home, queries, runs, syncs, users
 
 console_patterns = [
     path("", home.home, name="home"),
@@ -28,6 +28,29 @@ console_patterns = [
         name="allowed-network-delete",
     ),
     path("audit/", credentials.audit_log, name="audit"),
+    # Syncs and run history
+    path("syncs/", syncs.syncs, name="syncs"),
+    path("syncs/new/", syncs.add_sync, name="sync-add"),
+    path("syncs/schedule-preview/", syncs.schedule_preview, name="sync-schedule-preview"),
+    path("syncs/<int:pk>/", syncs.sync_detail, name="sync-detail"),
+    path("syncs/<int:pk>/edit/", syncs.edit_sync, name="sync-edit"),
+    path("syncs/<int:pk>/start/", syncs.start_run, name="sync-start"),
+    path("syncs/<int:pk>/pause/", syncs.pause_sync, name="sync-pause"),
+    path("runs/", runs.runs, name="runs"),
+    path("runs/<int:pk>/", runs.run_detail, name="run-detail"),
+    path("runs/<int:pk>/progress/", runs.run_progress, name="run-progress"),
+    path("runs/<int:pk>/cancel/", runs.cancel_run, name="run-cancel"),
+    path("runs/<int:pk>/retry/", runs.retry_failed_rows, name="run-retry"),
+    path("runs/<int:pk>/rows/<int:row_pk>/", runs.row_detail, name="run-row"),
+    path("runs/<int:pk>/results.csv", runs.export_results, name="run-export"),
+    # Query builder and saved queries
+    path("queries/", queries.query_builder, name="query-builder"),
+    path("queries/schema/", queries.refresh_schema, name="query-schema-refresh"),
+    path("queries/count/", queries.count_matches, name="query-count"),
+    path("queries/send/", queries.send_query, name="query-send"),
+    path("queries/save/", queries.save_query, name="query-save"),
+    path("queries/saved/", queries.saved_queries, name="saved-queries"),
+    path("queries/saved/<int:pk>/delete/", queries.delete_saved_query, name="saved-query-delete"),
     # Users and roles
     path("users/", users.users, name="users"),
     path("users/new/", users.add_user, name="user-add"),

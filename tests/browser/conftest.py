@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from tests.live.conftest import live_directus  # noqa: F401  (the real Directus, for browser tests)
+
 CHROMIUM = os.environ.get("KILN_CHROMIUM", "/usr/bin/chromium")
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test
 # body (fixtures, assertions) are still synchronous and safe here.
@@ -17,7 +19,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in this thread while it
+# is open, which would break asyncio-based tests that run after the browser tests.
+@pytest.fixture(scope="module")
 def browser():
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
         pytest.fail(

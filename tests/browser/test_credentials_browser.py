@@ -5,12 +5,11 @@ import pytest
 from console.models import User
 from integrations.models import DirectusConnection
 from tests.browser.conftest import sign_in
-from tests.live.conftest import live_directus  # noqa: F401  (the real Directus fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_admin_adds_and_tests_a_connection(page, live_server, live_directus):  # noqa: F811
+def test_admin_adds_and_tests_a_connection(page, live_server, live_directus):
     User.objects.create_user("ada", password="a-long-password-1", role=User.Role.ADMIN)
     sign_in(page, live_server, "ada", "a-long-password-1")
 
@@ -36,7 +35,7 @@ def test_admin_adds_and_tests_a_connection(page, live_server, live_directus):  #
 
 def test_a_viewer_sees_the_connection_but_no_secret_and_no_actions(
     page, live_server, live_directus
-):  # noqa: F811
+):
     from integrations.models import Secret
 
     DirectusConnection.objects.create(
