@@ -245,3 +245,31 @@ class SyncForm(forms.ModelForm):
             except ValueError as e:
                 raise forms.ValidationError(str(e)) from None
         return cron
+
+
+class MappingTemplateForm(forms.ModelForm):
+    """A mapping template's own fields; the body's checks run in console/views/mappings.py."""
+
+    class Meta:
+        model = MappingTemplate
+        fields = ["name", "kind", "connection", "collection", "saved_query", "body"]
+        labels = {"saved_query": "Saved query", "body": "JSON body"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["connection"].required = True
+        self.fields["saved_query"].queryset = SavedQuery.objects.select_related("connection")
+        self.fields["body"].required = False
+        self.fields["body"].strip = False
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if kind and kind != MappingTemplate.Kind.GET and not cleaned.get("collection"):
+            self.add_error("collection", "Pick the collection this template reads or writes.")
+        if kind == MappingTemplate.Kind.GET and not cleaned.get("saved_query"):
+            self.add_error("saved_query", "A Get template runs a saved query: pick one.")
+        query, connection = cleaned.get("saved_query"), cleaned.get("connection")
+        if query and connection and query.connection_id != connection.pk:
+            self.add_error("saved_query", "This saved query belongs to another connection.")
+        return cleaned

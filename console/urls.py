@@ -1,6 +1,16 @@
 from django.urls import include, path
 
-from console.views import auth, credentials, home, queries, runs, syncs, users
+from console.views import (
+    auth,
+    credentials,
+    home,
+    mapping_exports,
+    mappings,
+    queries,
+    runs,
+    syncs,
+    users,
+)
 
 console_patterns = [
     path("", home.home, name="home"),
@@ -51,6 +61,16 @@ console_patterns = [
     path("queries/save/", queries.save_query, name="query-save"),
     path("queries/saved/", queries.saved_queries, name="saved-queries"),
     path("queries/saved/<int:pk>/delete/", queries.delete_saved_query, name="saved-query-delete"),
+    # Mapping templates
+    path("templates/", mappings.templates, name="templates"),
+    path("templates/new/", mappings.add_template, name="template-add"),
+    path("templates/mapper/", mappings.sync_mapper, name="template-mapper"),
+    path("templates/preview/", mappings.preview_template, name="template-preview"),
+    path("templates/test/", mappings.test_template, name="template-test"),
+    path("templates/<int:pk>/", mappings.template_detail, name="template-detail"),
+    path("templates/<int:pk>/delete/", mappings.delete_template, name="template-delete"),
+    path("templates/<int:pk>/exports/", mapping_exports.template_exports, name="template-exports"),
+    path("templates/<int:pk>/install/", mapping_exports.install_flow, name="template-install"),
     # Users and roles
     path("users/", users.users, name="users"),
     path("users/new/", users.add_user, name="user-add"),

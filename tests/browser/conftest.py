@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from tests.integrations.syncfixtures import directus, fast_retries, sink  # noqa: F401
 from tests.live.conftest import live_directus  # noqa: F401  (the real Directus, for browser tests)
 
 CHROMIUM = os.environ.get("KILN_CHROMIUM", "/usr/bin/chromium")

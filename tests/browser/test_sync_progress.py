@@ -16,12 +16,7 @@ from console.models import User
 from integrations import tasks
 from integrations.models import SyncRun
 from tests.browser.conftest import sign_in
-from tests.integrations.syncfixtures import (  # noqa: F401  (fixtures)
-    directus,
-    fast_retries,
-    make_sync,
-    sink,
-)
+from tests.integrations.syncfixtures import make_sync
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
