@@ -262,3 +262,61 @@ def test_admins_allow_a_private_network(admin_client):
     assert response.status_code == 302
     response = admin_client.post(reverse("console:allowed-networks"), {"value": "10.0.0.999/8"})
     assert b"Not a valid IP address or CIDR" in response.content
+
+
+def fake_stages(ok):
+    from integrations.directus import Stage
+
+    return [
+        Stage("Reachable", True, "Directus answered /server/ping.", "", 3),
+        Stage(
+            "Token valid",
+            ok,
+            "Signed in as ops@example.com." if ok else "Directus rejected the token.",
+            "",
+            4,
+        ),
+        Stage(
+            "What it may read", True if ok else None, "3 collections." if ok else "Skipped.", "", 5
+        ),
+    ]
+
+
+def test_test_connection_shows_each_stage_in_place_with_htmx(
+    operator_client, connection, monkeypatch
+):
+    monkeypatch.setattr(
+        "integrations.directus.check_connection", lambda *a, **k: fake_stages(False)
+    )
+    url = reverse("console:connection-test", args=[connection.pk])
+    response = operator_client.post(url, HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    # Only the result partial comes back, with every stage.
+    assert response.status_code == 200 and "<html" not in body
+    assert (
+        'id="test-result"' in body and "Directus rejected the token." in body and "skipped" in body
+    )
+    connection.refresh_from_db()
+    assert connection.last_test_ok is False and connection.last_test_at is not None
+    event = AuditEvent.objects.get(action="tested")
+    assert event.actor_name == "operator" and TOKEN not in str(event.details)
+
+
+def test_test_connection_works_without_javascript(operator_client, connection, monkeypatch):
+    monkeypatch.setattr("integrations.directus.check_connection", lambda *a, **k: fake_stages(True))
+    url = reverse("console:connection-test", args=[connection.pk])
+    response = operator_client.post(url, follow=True)
+    body = response.content.decode()
+    assert "<html" in body and "passed" in body and "3 collections." in body
+    # The outcome also shows in the list.
+    listing = operator_client.get(reverse("console:connections")).content.decode()
+    assert "OK" in listing
+
+
+def test_a_stale_token_is_flagged_in_the_list(admin_client, connection, settings):
+    settings.KILN_TOKEN_MAX_AGE_DAYS = 0
+    Secret.objects.filter(pk=connection.token_id).update(
+        set_at=connection.token.set_at.replace(year=2020)
+    )
+    body = admin_client.get(reverse("console:connections")).content.decode()
+    assert "rotate" in body
