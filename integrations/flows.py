@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from integrations import mapping
-from integrations.mapping import ParsedTemplate, Placeholder, Problem, TemplateError
+from integrations.mapping import ParsedTemplate
+from integrations.templatesyntax import Placeholder, Problem, TemplateError, split_inner
 
 SCOPES = ("items.create", "items.update", "items.delete")
 
@@ -358,7 +359,7 @@ def _scan_placeholders(text: str) -> list[Placeholder]:
     for match in _PLACEHOLDER.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
         column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
-        expr, casts = mapping.split_inner(match[1])
+        expr, casts = split_inner(match[1])
         found.append(Placeholder(expr, casts, line, column, True, "", True, *match.span()))
     return found
 

@@ -3,8 +3,8 @@
 The editor is one form. Its mapper rows are named `m-<i>-target`, `m-<i>-source` (a choice:
 "col:Email", "fld:author.name", "col*"/"fld*" for a typed name, "static"), `m-<i>-text` and
 `m-<i>-casts`. Every HTMX call posts the whole form to `template-mapper` with `sync` saying
-what changed: "mapper" rewrites the body from the rows (mapping.body_from_mapping), "body"
-rewrites the rows from the body (mapping.mapping_from_body), anything else re-renders the
+what changed: "mapper" rewrites the body from the rows (fieldmapper.body_from_mapping), "body"
+rewrites the rows from the body (fieldmapper.mapping_from_body), anything else re-renders the
 editor. Without JavaScript the same URL returns the whole page.
 """
 
@@ -23,7 +23,8 @@ from django.views.decorators.http import require_POST
 
 from console.access import client_ip, operator_required, viewer_required
 from console.forms import MappingTemplateForm
-from integrations import filters, flows, mapping
+from integrations import fieldmapper, fieldpaths, filters, flows, mapping, templatecheck
+from integrations.casts import CASTS
 from integrations.directus import DirectusError
 from integrations.models import (
     AuditEvent,
@@ -116,7 +117,7 @@ class Editor:
         schema = self.connection.schema if self.connection else None
         if not schema or not self.collection:
             return []
-        paths = [p for p, _ in filters.field_choices(schema, self.collection, depth=2)]
+        paths = [p for p, _ in fieldpaths.field_choices(schema, self.collection, depth=2)]
         if self.kind == Kind.FLOW:
             return FLOW_VARIABLES + [
                 f"$trigger.payload.{name}" for name in self.schema_fields or {}
@@ -141,7 +142,7 @@ class Editor:
         return options
 
     def check(self) -> list[mapping.Problem]:
-        """mapping.check against what this kind's placeholders and targets may name."""
+        """templatecheck.check against what this kind's placeholders and targets may name."""
         if self.kind in (Kind.GET, Kind.GET_RELATED) and not self.body.strip():
             return []
         try:
@@ -157,7 +158,7 @@ class Editor:
             columns, targets = (list(fields) if fields else None), None
         else:
             columns, targets = self.columns or None, None
-        problems = mapping.check(
+        problems = templatecheck.check(
             parsed,
             columns=columns,
             target_fields=targets,
@@ -231,7 +232,7 @@ def _pick(model, pk):
         return None
 
 
-def posted_rows(data) -> list[mapping.MappingRow]:
+def posted_rows(data) -> list[fieldmapper.MappingRow]:
     """The mapper rows the form holds; rows with no source or no target are left out."""
     rows = []
     try:
@@ -254,10 +255,10 @@ def posted_rows(data) -> list[mapping.MappingRow]:
         )
         casts = tuple(c.strip() for c in casts)
         if kind == "static":
-            rows.append(mapping.MappingRow(target, "static", text))
+            rows.append(fieldmapper.MappingRow(target, "static", text))
         else:
             rows.append(
-                mapping.MappingRow(target, "column" if kind == "col" else "field", name, casts)
+                fieldmapper.MappingRow(target, "column" if kind == "col" else "field", name, casts)
             )
     return rows
 
@@ -266,15 +267,15 @@ def rows_from_body(editor: Editor) -> None:
     """Fill editor.rows from its body (every schema field for write kinds, mapped or not)."""
     kind = "field" if editor.kind in ITEM_KINDS else "column"
     try:
-        found = mapping.mapping_from_body(editor.body or "{}", placeholder_kind=kind)
+        found = fieldmapper.mapping_from_body(editor.body or "{}", placeholder_kind=kind)
     except mapping.TemplateError as exc:
         editor.body_problems = exc.problems
-        found = mapping.MappingRows()
+        found = fieldmapper.MappingRows()
     editor.has_more = found.has_more
     editor.rows = view_rows(editor, list(found))
 
 
-def view_rows(editor: Editor, found: list[mapping.MappingRow]) -> list[EditorRow]:
+def view_rows(editor: Editor, found: list[fieldmapper.MappingRow]) -> list[EditorRow]:
     by_target = {row.target_field: row for row in found}
     rows = []
     fields = editor.schema_fields if editor.kind in WRITE_KINDS else None
@@ -315,7 +316,7 @@ def _editor_row(editor, target, row, **kwargs) -> EditorRow:
     return out
 
 
-def body_from_rows(editor: Editor, rows: list[mapping.MappingRow]) -> None:
+def body_from_rows(editor: Editor, rows: list[fieldmapper.MappingRow]) -> None:
     """Rewrite editor.body from the mapper rows, keeping what rows cannot express."""
     try:
         base = editor.body if editor.body.strip() else None
@@ -324,7 +325,7 @@ def body_from_rows(editor: Editor, rows: list[mapping.MappingRow]) -> None:
     except mapping.TemplateError:
         base = None  # an unparsable body is replaced by what the rows say
     try:
-        editor.body = mapping.body_from_mapping(rows, base=base)
+        editor.body = fieldmapper.body_from_mapping(rows, base=base)
     except mapping.TemplateError as exc:
         editor.mapper_problems = exc.problems
     rows_from_body(editor)
@@ -439,7 +440,7 @@ def _page(request, editor, template, *, form=None, status=200, extra=None, parti
         "saved_queries": SavedQuery.objects.filter(connection=editor.connection)
         if editor.connection
         else SavedQuery.objects.none(),
-        "casts": list(mapping.CASTS),
+        "casts": list(CASTS),
         "missing_policies": mapping.MISSING_POLICIES,
         "write_kinds": WRITE_KINDS,
         "item_kinds": ITEM_KINDS,

@@ -1,0 +1,189 @@
+"""Field paths through a Directus schema: `author.company.name`, `year(published_at)` (pure).
+
+Splitting paths and path lists, walking a path through relations to the field it ends at
+(with a sentence when it breaks), the type found there, the operators to offer for it, and
+the selectable paths for a field picker. The schema is the dict integrations.schema builds.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+from integrations.operators import (
+    FUNCTION_LABELS,
+    FUNCTIONS_BY_TYPE,
+    RELATION_OPS,
+    operators_for_type,
+)
+
+
+def split_path(path: str) -> list[str]:
+    """Split a dot path, leaving dots inside function parentheses alone."""
+    return _split_outside_parens(path, ".")
+
+
+def split_list(text: str) -> list[str]:
+    """`id, author.first_name` -> ["id", "author.first_name"]; commas in parentheses stay."""
+    return [part.strip() for part in _split_outside_parens(text, ",") if part.strip()]
+
+
+def _split_outside_parens(text: str, separator: str) -> list[str]:
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        if char == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def split_function(segment: str) -> tuple[str | None, str]:
+    """`year(published_at)` -> ("year", "published_at"); `title` -> (None, "title")."""
+    match = re.fullmatch(r"\s*(\w+)\(\s*([^()]+?)\s*\)\s*", segment)
+    return (match.group(1), match.group(2)) if match else (None, segment)
+
+
+class PathError(Exception):
+    """A path that does not lead to a field; the message says where it breaks."""
+
+
+@dataclass
+class Target:
+    """Where a field path ends: `collection` is None when it leaves the schema (system tables)."""
+
+    collection: str | None
+    name: str = ""
+    info: dict = field(default_factory=dict)
+    type: str | None = None
+    function: str | None = None
+
+
+def fields_of(schema: dict, collection: str) -> dict | None:
+    """The fields of a collection, or None when the schema does not have it."""
+    found = (schema.get("collections") or {}).get(collection)
+    return None if found is None else found.get("fields") or {}
+
+
+def resolve(schema: dict, collection: str, path: str) -> Target:
+    """Walk a dot path through relations; raise PathError with a sentence when it breaks."""
+    segments = split_path(path)
+    current = collection
+    for index, segment in enumerate(segments):
+        fields = fields_of(schema, current)
+        if fields is None:
+            return Target(None)
+        function, name = split_function(segment)
+        info = fields.get(name)
+        if info is None:
+            raise PathError(f"{path}: {current} has no field {name}")
+        ftype = info.get("type")
+        if function:
+            allowed = FUNCTIONS_BY_TYPE.get(ftype, ())
+            if function not in FUNCTION_LABELS:
+                raise PathError(f"{path}: {function}() is not a Directus function")
+            if function not in allowed:
+                hint = f"; {ftype} fields take {', '.join(allowed)}" if allowed else ""
+                raise PathError(
+                    f"{path}: {function}() does not apply to {ftype} field {name}{hint}"
+                )
+            if index < len(segments) - 1:
+                raise PathError(f"{path}: nothing can follow the function {segment}")
+            return Target(current, name, info, "integer", function)
+        if index == len(segments) - 1:
+            return Target(current, name, info, ftype)
+        relation = info.get("relation")
+        if not relation:
+            raise PathError(
+                f"{path}: {name} in {current} is {article(ftype)} {ftype} field, not a relation"
+            )
+        if not relation.get("collection"):  # many-to-any: the target depends on the row
+            return Target(None)
+        current = relation["collection"]
+    return Target(None)
+
+
+def article(word: str | None) -> str:
+    """ "a" or "an" before a type name, for messages: "an integer field"."""
+    word = (word or "x").lower()
+    return "an" if word[0] in "aeiou" and not word.startswith("uu") else "a"
+
+
+def is_to_many(info: dict) -> bool:
+    """Whether a field is the "many" side of a relation (o2m, m2m, m2a)."""
+    return (info.get("relation") or {}).get("kind") in ("o2m", "m2m", "m2a", "o2a")
+
+
+def describe_relation(info: dict) -> str:
+    """What kind of field this is, for messages: "a many-to-one relation"."""
+    relation = info.get("relation") or {}
+    kind = relation.get("kind")
+    if kind == "m2o":
+        return "a many-to-one relation"
+    if kind == "m2m" or (kind == "o2m" and relation.get("junction_field")):
+        return "a many-to-many relation"
+    if kind == "o2m":
+        return "a one-to-many relation"
+    return f"{article(info.get('type'))} {info.get('type')} field"
+
+
+def key_type(schema: dict, info: dict) -> str:
+    """The type an alias field is compared as: its relation's key field (Studio's rule)."""
+    relation = info.get("relation") or {}
+    fields = fields_of(schema, relation.get("collection") or "") or {}
+    key = fields.get(relation.get("field") or "")
+    if key is None:
+        primary = (schema.get("collections") or {}).get(relation.get("collection"), {})
+        key = fields.get(primary.get("primary_key") or "id") or {}
+    return key.get("type") or "integer"
+
+
+def field_type(schema: dict, collection: str, path: str) -> str | None:
+    """The type at a dot path (`author.company.name`), `integer` for functions; None if unknown."""
+    try:
+        return resolve(schema, collection, path).type
+    except PathError:
+        return None
+
+
+def operators_for_field(schema: dict, collection: str, path: str) -> list[str]:
+    """Operators to offer for a field path: Studio's list, plus `_some`/`_none` for to-many."""
+    try:
+        target = resolve(schema, collection, path)
+    except PathError:
+        return []
+    ftype = target.type or "unknown"
+    if ftype == "alias" and not target.function:
+        ops = operators_for_type(key_type(schema, target.info))
+        # Studio offers these through its field list rather than the operator menu; Directus
+        # takes them only on a to-many field of the collection itself.
+        direct = len(split_path(path)) == 1
+        return ops + list(RELATION_OPS) if direct and is_to_many(target.info) else ops
+    return operators_for_type(ftype)
+
+
+def field_choices(schema: dict, collection: str, depth: int = 3, functions: bool = False):
+    """Selectable `(path, type)` pairs, walking relations up to `depth` hops, for field pickers.
+
+    With `functions=True`, each date field is followed by its function keys (`year(published_at)`)
+    and each to-many field by `count(...)`, typed `integer`.
+    """
+    found: list[tuple[str, str]] = []
+
+    def walk(name: str, prefix: str, hops: int):
+        for field_name, info in (fields_of(schema, name) or {}).items():
+            ftype = info.get("type")
+            found.append((prefix + field_name, ftype))
+            if functions:
+                for fn in FUNCTIONS_BY_TYPE.get(ftype, ()):
+                    found.append((f"{prefix}{fn}({field_name})", "integer"))
+            related = (info.get("relation") or {}).get("collection")
+            if related and hops < depth:
+                walk(related, f"{prefix}{field_name}.", hops + 1)
+
+    walk(collection, "", 0)
+    return found
