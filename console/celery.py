@@ -19,6 +19,8 @@ DEFAULT_BEAT_SCHEDULE = {
     },
     # Leases last ~20 s: a run whose worker died resumes within about half a minute.
     "resume-stale-runs": {"task": "integrations.tasks.resume_stale_runs", "schedule": 10.0},
+    # Rows that arrived while no worker was free, and relay deliveries due for a retry.
+    "sweep-inbound": {"task": "integrations.tasks_inbound.sweep_inbound", "schedule": 10.0},
     "prune-row-results": {
         "task": "integrations.tasks.prune_row_results",
         "schedule": crontab(hour=3, minute=17),

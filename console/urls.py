@@ -77,6 +77,41 @@ console_patterns = [
     path("users/<int:pk>/", users.edit_user, name="user-edit"),
 ]
 
+# Write-back, inbound routes and the relay (Clay → Directus, Directus Flow → Clay)
+from console.views import inbound as inbound_views  # noqa: E402
+from console.views import writeback  # noqa: E402
+
+console_patterns += [
+    path("in/<slug:route>/", inbound_views.receive, name="inbound"),
+    path("writeback/", writeback.writeback_home, name="writeback"),
+    path("writeback/syncs/new/", writeback.add_writeback_sync, name="writeback-sync-add"),
+    path("writeback/upload/", writeback.upload_csv, name="writeback-upload"),
+    path("writeback/uploads/<int:pk>/", writeback.csv_upload, name="writeback-upload-detail"),
+    path(
+        "writeback/uploads/<int:pk>/confirm/",
+        writeback.confirm_upload,
+        name="writeback-upload-confirm",
+    ),
+    path("writeback/syncs/<int:pk>/route/", writeback.open_route, name="writeback-route-open"),
+    path("writeback/routes/<int:pk>/", writeback.route_detail, name="writeback-route"),
+    path(
+        "writeback/routes/<int:pk>/rotate/", writeback.rotate_secret, name="writeback-route-rotate"
+    ),
+    path(
+        "writeback/routes/<int:pk>/revoke/",
+        writeback.revoke_previous_secret,
+        name="writeback-route-revoke",
+    ),
+    path("writeback/routes/<int:pk>/replay/", writeback.replay_rows, name="writeback-route-replay"),
+    path(
+        "writeback/routes/<int:pk>/install/",
+        writeback.install_relay,
+        name="writeback-relay-install",
+    ),
+    path("writeback/stuck/", writeback.stuck_rows, name="writeback-stuck"),
+    path("rows/<str:kiln_row_id>/", writeback.row_timeline, name="row-timeline"),
+]
+
 urlpatterns = [
     path("", include((console_patterns, "console"), namespace="console")),
 ]

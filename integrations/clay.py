@@ -67,9 +67,18 @@ def explain_status(status: int) -> tuple[str, bool]:
 
 def deliver(client, url: str, payload_json: bytes | str, headers: dict) -> Delivery:
     """One POST through the outbound path; never raises for transport or HTTP failures."""
+    return _delivery(lambda: http.send(client, "POST", url, content=payload_json, headers=headers))
+
+
+def deliver_prepared(post: "http.PreparedPost", payload_json: bytes | str) -> Delivery:
+    """deliver() for many rows to one webhook (the sync engine): URL and headers merged once."""
+    return _delivery(lambda: post.send(payload_json))
+
+
+def _delivery(send) -> Delivery:
     started = time.perf_counter()
     try:
-        response = http.send(client, "POST", url, content=payload_json, headers=headers)
+        response = send()
     except http.OutboundError as exc:
         return Delivery(
             ok=False,

@@ -562,6 +562,50 @@ def send(client: httpx.Client, method: str, url: str, *, follow_redirects: int =
         request, auth = following
 
 
+class PreparedPost:
+    """POSTs to one URL, many times, through the client's transport: the engine's hot path.
+
+    httpx.Client.send re-parses the URL, re-merges headers and runs its auth, redirect and
+    cookie machinery for every request; on a 2-core box that cost as much CPU as the request
+    itself. Here that is done once. Same address guard (it lives in the transport's pool),
+    timeouts, size cap and OutboundErrors as send(); redirects are not followed, cookies
+    not kept (a webhook needs neither).
+    """
+
+    def __init__(self, client: httpx.Client, url, headers=None):
+        request, _ = _start(client, "POST", url, {"headers": headers, "content": b""})
+        self.transport = client._transport  # make_client's GuardedTransport; no mounts, no proxy
+        self.url = request.url
+        self.headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
+        self.timeout = request.extensions["timeout"]
+
+    def send(self, content: bytes | str) -> httpx.Response:
+        """POST content; the response (any status) with its body read, or OutboundError."""
+        if isinstance(content, str):
+            content = content.encode()
+        request = httpx.Request(
+            "POST",
+            self.url,
+            headers=self.headers,
+            content=content,
+            extensions={"timeout": self.timeout},
+        )
+        limit = _limit()
+        try:
+            response = self.transport.handle_request(request)
+            response.request = request
+            try:
+                body = _Body(request, response, limit)
+                for chunk in response.iter_bytes():
+                    body.add(chunk)
+            finally:
+                response.close()
+        except _HTTPX_ERRORS as exc:
+            raise _translate(exc, request) from None
+        response._content = b"".join(body.chunks)
+        return response
+
+
 async def asend(
     client: httpx.AsyncClient, method: str, url: str, *, follow_redirects: int = 0, **kwargs
 ):

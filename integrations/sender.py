@@ -68,7 +68,8 @@ class Sender:
     def __init__(
         self, *, client, url, headers, limiter, concurrency, stop: threading.Event, results
     ):
-        self.client, self.url, self.headers = client, url, headers
+        # URL and headers merged once, sent through the client's pool (http.PreparedPost).
+        self.post = http.PreparedPost(client, url, headers)
         self.limiter = limiter
         self.stop = stop
         self.results = results
@@ -122,7 +123,7 @@ class Sender:
             if not self.limiter.acquire(self.stop):
                 continue
             attempts += 1
-            last = clay.deliver(self.client, self.url, job.body, self.headers)
+            last = clay.deliver_prepared(self.post, job.body)
             if last.ok:
                 return self._outcome(job, "sent", attempts, last, started)
             rate_limited = last.status in (429, 503)

@@ -72,17 +72,24 @@ def start_run(sync, *, started_by=None, trigger="manual", dry_run=False, retry_o
 
 
 def retry_failed_rows(run, *, started_by=None) -> SyncRun:
-    """A new run over only the failed rows of `run`."""
+    """A new run over only the failed rows of `run` (write-back and relay runs: inbound.py)."""
     if run.is_active:
         raise SyncError("Wait for the run to finish before retrying its failed rows.")
     if not run.failed:
         raise SyncError("This run has no failed rows to retry.")
+    if run.sync.kind != Sync.Kind.DIRECTUS_TO_CLAY:
+        from integrations import inbound
+
+        return inbound.retry_failed_rows(run, started_by=started_by)
     return start_run(run.sync, started_by=started_by, trigger=SyncRun.Trigger.RETRY, retry_of=run)
 
 
 def _check_runnable(sync, trigger):
     if sync.kind != Sync.Kind.DIRECTUS_TO_CLAY:
-        raise SyncError(f"{sync.get_kind_display()} syncs do not run on this engine yet.")
+        raise SyncError(
+            f"{sync.get_kind_display()} syncs are not started here: their runs begin when rows "
+            "reach their inbound route, or from a CSV upload (Write-back page)."
+        )
     if sync.saved_query_id is None or sync.destination_id is None:
         raise SyncError("Choose a saved query and a Clay destination before running this sync.")
     if trigger == SyncRun.Trigger.SCHEDULE and sync.paused:
@@ -145,6 +152,12 @@ def claim(run_id: int, worker_id: str) -> bool:
     )
 
 
+def is_engine_run(run_id: int) -> bool:
+    """True for a Directus → Clay run; write-back and relay runs are worked by inbound.execute."""
+    kind = SyncRun.objects.filter(pk=run_id).values_list("sync__kind", flat=True).first()
+    return kind in (None, Sync.Kind.DIRECTUS_TO_CLAY)
+
+
 def execute_slice(run_id: int, *, worker_id: str, max_seconds: float = 50) -> bool:
     """Work the run for up to max_seconds from its checkpoint; True if more remains."""
     if not claim(run_id, worker_id):
@@ -180,19 +193,28 @@ def _failure_message(exc) -> str:
 
 
 def resume_stale_runs() -> int:
-    """Queue again the active runs whose lease expired (their worker died or never came)."""
-    from integrations import tasks
+    """Queue again the active runs whose lease expired (their worker died or never came).
+
+    Each run goes to the slice task of its kind: Directus → Clay runs to this engine,
+    write-back and relay runs to inbound.execute.
+    """
+    from integrations import tasks, tasks_inbound
 
     now = timezone.now()
     resumed = 0
     stale = SyncRun.objects.filter(status__in=SyncRun.ACTIVE, lease_expires_at__lt=now)
-    for run_id, expired_at in stale.values_list("pk", "lease_expires_at"):
+    for run_id, expired_at, kind in stale.values_list("pk", "lease_expires_at", "sync__kind"):
         # Release the dead lease and set a new pick-up deadline; only one caller wins.
         if SyncRun.objects.filter(pk=run_id, lease_expires_at=expired_at).update(
             lease_owner="", lease_expires_at=now + timedelta(seconds=lease_seconds())
         ):
             logger.info("Run %s: lease expired, queued again", run_id)
-            tasks.run_sync_slice.delay(run_id)
+            task = (
+                tasks.run_sync_slice
+                if kind == Sync.Kind.DIRECTUS_TO_CLAY
+                else tasks_inbound.run_inbound_slice
+            )
+            task.delay(run_id)
             resumed += 1
     return resumed
 

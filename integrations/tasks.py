@@ -18,6 +18,10 @@ def _slice_seconds() -> float:
 # claimed or done (claims are conditional UPDATEs), so it does nothing.
 @shared_task(acks_late=True, ignore_result=True)
 def run_sync_slice(run_id: int) -> None:
+    if not sync.is_engine_run(run_id):  # a write-back or relay run: its own slice worker
+        from integrations import tasks_inbound
+
+        return tasks_inbound.run_inbound_slice(run_id)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     if sync.execute_slice(run_id, worker_id=worker_id, max_seconds=_slice_seconds()):
         run_sync_slice.delay(run_id)
@@ -41,3 +45,7 @@ def prune_row_results() -> int:
 @shared_task
 def ping() -> str:
     return "pong"
+
+
+# Write-back, inbound and relay tasks live in their own module; import it so workers register them.
+from integrations import tasks_inbound  # noqa: E402, F401

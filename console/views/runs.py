@@ -17,6 +17,8 @@ from integrations.models import RowResult, Sync, SyncRun
 
 RUNS_PER_PAGE = 50
 RESULTS_PER_PAGE = 100
+# The statuses whose rows carry an error code and message.
+WITH_ERRORS = [RowResult.Status.FAILED, RowResult.Status.SKIPPED]
 # htmx stops polling when a poll answers with this status.
 STOP_POLLING = 286
 
@@ -159,9 +161,17 @@ def _results(request, run):
         "resent",
         "created_at",
     )
-    if filters["status"] in RowResult.Status.values:
-        results = results.filter(status=filters["status"])
+    status = filters["status"] if filters["status"] in RowResult.Status.values else ""
+    if status:
+        results = results.filter(status=status)
     if filters["q"]:
+        # Only failed and skipped rows carry an error (sent, created and updated rows have none),
+        # so the text search reads those through the (run, status, id) index instead of
+        # scanning every row of the run: 1M results, 2 % failed → 20k rows read, not 1M.
+        if not status:
+            results = results.filter(status__in=WITH_ERRORS)
+        elif status not in WITH_ERRORS:
+            return results.none(), filters
         results = results.filter(
             Q(error_code__icontains=filters["q"]) | Q(error_message__icontains=filters["q"])
         )

@@ -8,6 +8,7 @@ from .credentials import (
     Environment,
     Secret,
 )
+from .inbound import CsvUpload, InboundReceipt, InboundRoute, InboundRow, RowTrace, RowTraceEvent
 from .queries import SavedQuery
 from .syncs import RowResult, RunDailyStat, Sync, SyncRowState, SyncRun
 from .templates import MappingTemplate
@@ -16,10 +17,16 @@ __all__ = [
     "AllowedNetwork",
     "AuditEvent",
     "ClayDestination",
+    "CsvUpload",
     "DirectusConnection",
     "Environment",
+    "InboundReceipt",
+    "InboundRoute",
+    "InboundRow",
     "MappingTemplate",
     "RowResult",
+    "RowTrace",
+    "RowTraceEvent",
     "RunDailyStat",
     "SavedQuery",
     "Secret",

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from integrations import roundtrip, tasks
 from integrations import sync as engine_api
-from integrations import tasks
 from integrations.engine import Slice
 from integrations.models import ClayDestination, RowResult, RunDailyStat, SyncRowState, SyncRun
 
@@ -50,6 +50,11 @@ def test_it_sends_every_row_and_records_one_result_each(directus, sink):
         "title": 'Article 7: notes on "enrichment"',
         "email": "author7@example.com",
         "source": "kiln",
+        # The round trip's id travels with the row (issue 6; test_roundtrip.py).
+        "kiln_row_id": roundtrip.row_id_for(sync.pk, "7"),
+        "kiln_sync": sync.pk,
+        "kiln_collection": "articles",
+        "kiln_directus_key": "7",
     }
     assert len(result.payload_hash) == 64
     sync.destination.refresh_from_db()

@@ -1,0 +1,247 @@
+"""Relay: a Directus Flow event → Kiln relay route → (the full item) → Clay row → Clay webhook.
+
+A Flow's own Request URL operation sends once and forgets; the relay stores each event first
+(inbound.accept) and delivers it with the engine's Sender: the destination's shared rate
+limit, 429/503 honoured with Retry-After, timeouts and 5xx retried. An event that still
+fails for a reason that may pass is tried again later with growing delays; one that keeps
+failing, or fails for good (4xx), is kept as a failed inbound row and can be replayed.
+
+Events (observed.md, flows.py): items.create {"key": 505, "payload": {as sent}},
+items.update {"keys": ["505"] (strings from the URL, numbers from a batch), "payload":
+{changed fields only}}, items.delete {"keys": [...], "payload": [keys]}. With "fetch the full
+item" on, create and update rows are read back from Directus so Clay gets the whole row, not
+only what changed. Each row sent carries kiln_row_id, kiln_sync, kiln_collection and
+kiln_directus_key, so the enriched row Clay sends back can be linked to it.
+"""
+
+import json
+import queue
+
+from django.conf import settings
+
+from integrations import clay, flow_installer, flows, http, inbound, mapping, ratelimit, roundtrip
+from integrations.directus import DirectusError
+from integrations.models import InboundRoute, RowTrace
+from integrations.sender import Job, Sender, excerpt
+from integrations.writeback import WriteOutcome
+
+SCOPES = ("items.create", "items.update")
+
+
+class RelayError(Exception):
+    """The event cannot be relayed as it is (the message says why); not retried."""
+
+
+def scope_of(event: dict) -> str:
+    name = str(event.get("event") or "")
+    scope = ".".join(name.split(".")[-2:])
+    if scope not in flows.SCOPES:
+        raise RelayError(
+            f'"{name}" is not a Directus items event (items.create, items.update, items.delete).'
+        )
+    return scope
+
+
+def event_rows(event: dict, directus=None, pk: str = "id") -> list[tuple[str, dict]]:
+    """[(directus key, row)] for one Flow event; reads the full items when a client is given."""
+    scope = scope_of(event)
+    collection = event.get("collection") or ""
+    payload = event.get("payload")
+    if scope == "items.create":
+        keys = [event.get("key")] if event.get("key") is not None else []
+    else:
+        keys = list(event.get("keys") or (payload if isinstance(payload, list) else []))
+    if not keys:
+        raise RelayError(f"The {scope} event names no item key.")
+    if scope == "items.delete":
+        return [(str(k), {pk: k, "deleted": True}) for k in keys]
+    changed = payload if isinstance(payload, dict) else {}
+    rows = {str(k): {**changed, pk: k} for k in keys}
+    if directus is not None and collection:
+        page = directus.list_items(collection, {"filter": {pk: {"_in": keys}}, "limit": len(keys)})
+        for item in page.data:
+            if isinstance(item, dict) and str(item.get(pk)) in rows:
+                rows[str(item.get(pk))] = item
+    return list(rows.items())
+
+
+class Processor:
+    """One batch of stored events → Clay deliveries → one outcome per event."""
+
+    def __init__(self, run, stop, heartbeat=None):
+        self.run, self.sync, self.stop = run, run.sync, stop
+        # Called while waiting for Clay (429 pauses can be long), to keep the run's lease.
+        self.heartbeat = heartbeat or (lambda: None)
+        sync = self.sync
+        if sync.destination_id is None:
+            raise ValueError("Choose a Clay destination for this relay.")
+        self.route = InboundRoute.objects.filter(sync=sync).first()
+        self.template = mapping.parse(sync.template.body) if sync.template_id else None
+        self.options = (sync.template.options or {}) if sync.template_id else {}
+        fetch = self.route is not None and self.route.fetch_full_item and sync.connection_id
+        self.directus = sync.connection.client() if fetch else None
+        destination = sync.destination
+        token = destination.auth_token.reveal() if destination.auth_token_id else None
+        concurrency = max(1, sync.concurrency)
+        self.client = http.make_client(
+            timeout=settings.KILN_OUTBOUND_TIMEOUT, max_connections=concurrency
+        )
+        self.results = queue.SimpleQueue()
+        self.sender = Sender(
+            client=self.client,
+            url=destination.webhook_url.reveal(),
+            headers=clay.headers_for(token),
+            limiter=ratelimit.limiter_for(f"clay:{destination.pk}", sync.rate_limit),
+            concurrency=concurrency,
+            stop=stop,
+            results=self.results,
+        )
+        self.sent_ids = {}
+
+    def close(self):
+        self.sender.close()
+        self.client.close()
+        if self.directus is not None:
+            self.directus.close()
+
+    def _body(self, event, key, row, rid) -> dict:
+        context = {**row, "$trigger": event, "$event": event.get("event")}
+        value = self.template.render(context, self.options) if self.template else dict(row)
+        return roundtrip.stamp(value, self.sync.pk, event.get("collection") or "", key, row_id=rid)
+
+    def process(self, batch) -> list[WriteOutcome]:
+        outcomes = [None] * len(batch)
+        pending = {}
+        self.sent_ids = {}
+        pk = self.sync.row_key or "id"
+        for index, item in enumerate(batch):
+            event = item.data
+            label = f"#{item.pk} {event.get('event', '?')}"
+            try:
+                rows = event_rows(event, self.directus, pk)
+            except RelayError as exc:
+                outcomes[index] = WriteOutcome(
+                    label, "failed", error_code="BAD_EVENT", error_message=str(exc)
+                )
+                continue
+            except DirectusError as exc:
+                outcomes[index] = WriteOutcome(
+                    label,
+                    "failed",
+                    http_status=exc.status,
+                    error_code=exc.code[:50],
+                    error_message=f"Reading the item from Directus failed: {exc.explain()}",
+                    transient=exc.transient or exc.status is None,
+                )
+                continue
+            label = f"#{item.pk} {event.get('collection', '')}:{','.join(k for k, _ in rows)}"[:200]
+            jobs = []
+            try:
+                for n, (key, row) in enumerate(rows):
+                    rid = f"kr_{item.pk}_{n}"
+                    body = self._body(event, key, row, rid)
+                    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+                    jobs.append(Job(index, label, text, mapping.payload_hash(body)))
+                    self.sent_ids.setdefault(index, []).append((key, rid))
+            except (mapping.TemplateError, ValueError, TypeError, LookupError) as exc:
+                problems = getattr(exc, "problems", None)
+                message = "; ".join(str(p) for p in problems) if problems else str(exc)
+                outcomes[index] = WriteOutcome(
+                    label,
+                    "failed",
+                    error_code="RENDER_ERROR",
+                    error_message=http.redact(
+                        f"The template could not be filled from this event: {message}"
+                    ),
+                )
+                self.sent_ids.pop(index, None)
+                continue
+            pending[index] = {"label": label, "left": len(jobs), "outcomes": []}
+            for job in jobs:
+                self.sender.submit(job)
+        while any(p["left"] for p in pending.values()):
+            try:
+                index, outcome = self.results.get(timeout=0.5)
+            except queue.Empty:
+                self.heartbeat()
+                continue
+            pending[index]["left"] -= 1
+            pending[index]["outcomes"].append(outcome)
+        for index, p in pending.items():
+            outcomes[index] = _combine(p["label"], p["outcomes"])
+        return outcomes
+
+    def after_record(self, batch, outcomes, now):
+        sent = sum(
+            len(self.sent_ids.get(i, [])) for i, o in enumerate(outcomes) if o.status == "sent"
+        )
+        if sent:
+            self.sync.destination.add_submissions(sent)
+        for index, outcome in enumerate(outcomes):
+            ids = self.sent_ids.get(index)
+            if not ids:
+                continue
+            collection = batch[index].data.get("collection") or self.sync.collection
+            inbound.start_traces(self.sync, collection, ids, self.run, at=batch[index].created_at)
+            detail = (
+                "Clay accepted the row."
+                if outcome.status == "sent"
+                else f"{outcome.error_code}: {outcome.error_message}"
+            )
+            inbound.record_steps(
+                [
+                    (rid, RowTrace.Step.SENT, outcome.status == "sent", detail, now, None)
+                    for _, rid in ids
+                ],
+                self.run,
+            )
+
+
+def _combine(label, row_outcomes) -> WriteOutcome:
+    """One outcome for an event: sent when every row was; else the first failure's reason."""
+    failed = [o for o in row_outcomes if o.status != "sent"]
+    first = failed[0] if failed else row_outcomes[0]
+    status = "sent" if not failed else "failed"
+    transient = bool(failed) and all(
+        o.http_status is None or o.http_status in (408, 429) or o.http_status >= 500 for o in failed
+    )
+    return WriteOutcome(
+        label,
+        status,
+        http_status=first.http_status,
+        error_code=first.error_code,
+        error_message=first.error_message if failed else "",
+        attempts=max(o.attempts for o in row_outcomes),
+        duration_ms=max(o.duration_ms for o in row_outcomes),
+        request_excerpt=first.request_excerpt or excerpt(""),
+        response_excerpt=first.response_excerpt,
+        payload_hash=first.payload_hash,
+        transient=transient,
+    )
+
+
+def install(route: InboundRoute, scopes=SCOPES) -> tuple[flow_installer.InstallResult, str]:
+    """Create or update the Flow that posts this collection's events to the relay route.
+
+    The Flow gets a fresh route secret in a header (the previous one stays valid while it
+    rotates), so neither the Clay webhook URL nor its token is ever stored in Directus.
+    """
+    sync = route.sync
+    if sync.connection_id is None or not sync.collection:
+        raise RelayError("Choose the Directus connection and the collection to watch first.")
+    secret = route.rotate()
+    spec = flows.directus_flow(
+        f"Kiln relay: {sync.name}",
+        [sync.collection],
+        scopes,
+        route.url,
+        "{{$trigger}}",
+        headers=[(InboundRoute.SECRET_HEADER, secret)],
+    )
+    with sync.connection.client() as client:
+        result = flow_installer.install_flow(client, spec, route.flow_id, route.flow_operation_id)
+    InboundRoute.objects.filter(pk=route.pk).update(
+        flow_id=result.flow_id, flow_operation_id=result.operation_id
+    )
+    route.flow_id, route.flow_operation_id = result.flow_id, result.operation_id
+    return result, secret

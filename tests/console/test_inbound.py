@@ -1,0 +1,333 @@
+"""The public inbound endpoint: every bad request stores nothing; good ones are stored before 202;
+duplicates are recognised; rows wait while workers are down and are written when they return."""
+
+import datetime as dt
+import json
+from unittest import mock
+
+import pytest
+import respx
+from django.urls import reverse
+from django.utils import timezone
+
+from integrations import inbound, sync, tasks, tasks_inbound
+from integrations.models import (
+    DirectusConnection,
+    InboundReceipt,
+    InboundRoute,
+    InboundRow,
+    RowResult,
+    RowTrace,
+    Secret,
+    Sync,
+    SyncRun,
+)
+from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Record what would go to the broker instead of sending it."""
+    calls = []
+    monkeypatch.setattr(
+        tasks_inbound.process_route, "apply_async", lambda *a, **k: calls.append(("route", a, k))
+    )
+    monkeypatch.setattr(
+        tasks_inbound.process_route, "delay", lambda *a: calls.append(("route", a, {}))
+    )
+    monkeypatch.setattr(
+        tasks_inbound.run_inbound_slice, "delay", lambda *a: calls.append(("slice", a, {}))
+    )
+    return calls
+
+
+def make_route(kind=Sync.Kind.CLAY_TO_DIRECTUS, **options):
+    connection = DirectusConnection.objects.create(
+        name="cms", base_url=BASE, token=Secret.seal(TOKEN)
+    )
+    sync = Sync.objects.create(
+        name="Leads back",
+        kind=kind,
+        connection=connection,
+        collection="leads",
+        write_mode="upsert",
+        match_field="email",
+        rate_limit=0,
+        **options,
+    )
+    return InboundRoute.open(sync)
+
+
+def post(client, route, body, secret, **headers):
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    extra = {"HTTP_X_KILN_SECRET": secret} if secret is not None else {}
+    extra.update(headers)
+    return client.post(
+        reverse("console:inbound", args=[route.slug]),
+        data=data,
+        content_type="application/json",
+        **extra,
+    )
+
+
+def nothing_stored():
+    return not InboundReceipt.objects.exists() and not InboundRow.objects.exists()
+
+
+def test_it_stores_a_row_and_answers_202_with_a_receipt(client, queued):
+    route, secret = make_route()
+    response = post(client, route, {"email": "a@x.example", "Score": 5}, secret)
+    assert response.status_code == 202
+    receipt = InboundReceipt.objects.get()
+    assert response.json() == {
+        "receipt": receipt.pk,
+        "rows": 1,
+        "duplicates": 0,
+        "status": "accepted",
+    }
+    row = InboundRow.objects.get()
+    assert row.data == {"email": "a@x.example", "Score": 5} and row.status == "pending"
+    assert queued and queued[0][0] == "route"
+
+
+def test_it_takes_several_rows_in_a_list(client, queued):
+    route, secret = make_route()
+    response = post(client, route, [{"email": "a@x.example"}, {"email": "b@x.example"}], secret)
+    assert response.status_code == 202 and response.json()["rows"] == 2
+    assert InboundRow.objects.count() == 2
+
+
+def test_it_needs_no_login_and_no_csrf_token(queued):
+    from django.test import Client
+
+    route, secret = make_route()
+    response = post(Client(enforce_csrf_checks=True), route, {"email": "a@x.example"}, secret)
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize("secret", [None, "", "wrong-secret"])
+def test_a_missing_or_wrong_secret_is_401_and_stores_nothing(client, queued, secret):
+    route, _ = make_route()
+    response = post(client, route, {"email": "a@x.example"}, secret)
+    assert response.status_code == 401
+    assert "X-Kiln-Secret" in response.json()["error"]
+    assert nothing_stored() and not queued
+
+
+def test_the_secret_may_come_as_a_bearer_token(client, queued):
+    route, secret = make_route()
+    response = post(
+        client, route, {"email": "a@x.example"}, None, HTTP_AUTHORIZATION=f"Bearer {secret}"
+    )
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ('{"email": "a@x.example",', "Malformed JSON at line 1"),
+        ("", "empty"),
+        ("[]", "empty list"),
+        ('"just text"', "a string, not a JSON object"),
+        ('[{"email": "a"}, 42]', "Element 1 of the list is a number"),
+        (b"\xff\xfe{}", "not UTF-8"),
+    ],
+)
+def test_a_malformed_body_is_400_naming_the_problem_and_stores_nothing(client, queued, body, words):
+    route, secret = make_route()
+    response = post(client, route, body, secret)
+    assert response.status_code == 400
+    assert words in response.json()["error"]
+    assert nothing_stored()
+
+
+def test_a_body_over_the_limit_is_413_and_stores_nothing(client, queued, settings):
+    settings.KILN_INBOUND_MAX_BYTES = 100
+    route, secret = make_route()
+    response = post(client, route, [{"email": f"{n}@x.example"} for n in range(20)], secret)
+    assert response.status_code == 413
+    assert "at most 100" in response.json()["error"]
+    assert nothing_stored()
+
+
+def test_an_unknown_route_is_404_and_stores_nothing(client, queued):
+    make_route()
+    response = client.post("/in/no-such-route/", data="{}", content_type="application/json")
+    assert response.status_code == 404
+    assert nothing_stored()
+
+
+def test_only_post_is_accepted(client, queued):
+    route, secret = make_route()
+    assert (
+        client.get(
+            reverse("console:inbound", args=[route.slug]), HTTP_X_KILN_SECRET=secret
+        ).status_code
+        == 405
+    )
+
+
+def test_the_same_row_sent_twice_is_stored_once(client, queued):
+    route, secret = make_route()
+    post(client, route, {"email": "a@x.example", "Score": 5}, secret)
+    # Same content, keys in another order: the same row.
+    response = post(
+        client, route, [{"Score": 5, "email": "a@x.example"}, {"email": "b@x.example"}], secret
+    )
+    assert response.status_code == 202
+    assert response.json()["duplicates"] == 1
+    assert InboundRow.objects.count() == 2
+
+
+def test_during_a_rotation_both_secrets_work_until_the_old_one_is_revoked(client, queued):
+    route, old = make_route()
+    new = route.rotate()
+    assert post(client, route, {"n": 1}, old).status_code == 202
+    assert post(client, route, {"n": 2}, new).status_code == 202
+    route.revoke_previous()
+    assert post(client, route, {"n": 3}, old).status_code == 401
+    assert post(client, route, {"n": 4}, new).status_code == 202
+
+
+def test_the_endpoint_answers_when_the_broker_is_down(client, monkeypatch):
+    route, secret = make_route()
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks_inbound.process_route, "apply_async", broker_down)
+    response = post(client, route, {"email": "a@x.example"}, secret)
+    assert response.status_code == 202
+    assert InboundRow.objects.filter(status="pending").count() == 1
+
+
+def test_rows_that_arrive_while_workers_are_down_wait_and_are_written_once_they_return(
+    client, queued
+):
+    route, secret = make_route()
+    fake = FakeLeads([{"email": "known@x.example", "score": 1}])
+    for n in range(30):
+        assert (
+            post(client, route, {"email": f"r{n}@x.example", "score": n}, secret).status_code == 202
+        )
+    assert post(client, route, {"email": "known@x.example", "score": 99}, secret).status_code == 202
+    # No worker ran: everything waits, nothing is lost.
+    assert InboundRow.objects.filter(status="pending", run__isnull=True).count() == 31
+    # A worker comes back; the periodic sweep finds the waiting route.
+    queued.clear()
+    assert inbound.sweep()["woken"] == 1
+    with respx.mock(assert_all_called=False) as router:
+        fake.mount(router)
+        tasks_inbound.process_route(route.pk)
+    run = SyncRun.objects.get(sync=route.sync)
+    assert run.status == "succeeded" and run.trigger == "inbound"
+    assert (run.total, run.sent, run.failed) == (31, 31, 0)
+    assert RowResult.objects.filter(run=run, status="created").count() == 30
+    assert RowResult.objects.get(run=run, status="updated").row_key.endswith("known@x.example")
+    assert fake.by_email("known@x.example")["score"] == 99
+    assert InboundRow.objects.filter(status="done").count() == 31
+    # A duplicate arriving later is not applied again.
+    response = post(client, route, {"email": "r3@x.example", "score": 3}, secret)
+    assert response.json()["duplicates"] == 1
+    assert not InboundRow.objects.filter(status="pending").exists()
+
+
+def test_a_row_directus_refuses_is_kept_with_its_reason_and_others_are_written(client, queued):
+    route, secret = make_route()
+    route.sync.write_mode = "create"
+    route.sync.save()
+    fake = FakeLeads([{"email": "taken@x.example"}])
+    post(
+        client,
+        route,
+        [{"email": "ok@x.example"}, {"email": "taken@x.example"}, {"first_name": "none"}],
+        secret,
+    )
+    with respx.mock(assert_all_called=False) as router:
+        fake.mount(router)
+        tasks_inbound.process_route(route.pk)
+    run = SyncRun.objects.get()
+    assert (run.sent, run.failed, run.status) == (1, 2, "partly_failed")
+    codes = set(
+        RowResult.objects.filter(run=run, status="failed").values_list("error_code", flat=True)
+    )
+    assert codes == {"RECORD_NOT_UNIQUE", "FAILED_VALIDATION"}
+    failed = InboundRow.objects.filter(status="failed")
+    assert failed.count() == 2 and all(row.last_error for row in failed)
+
+
+def test_directus_down_makes_rows_retry_later_not_fail(client, queued):
+    route, secret = make_route()
+    post(client, route, {"email": "a@x.example"}, secret)
+    with respx.mock(assert_all_called=False) as router:
+        import httpx
+
+        router.route(host="directus.test").mock(side_effect=httpx.ConnectError("refused"))
+        inbound_module = inbound
+        tasks_inbound.process_route(route.pk)
+    row = InboundRow.objects.get()
+    assert row.status == "retrying" and row.next_attempt_at and row.run_id is None
+    assert inbound_module.replay(InboundRow.objects.all()) == 1
+    assert InboundRow.objects.get().status == "pending"
+
+
+def test_a_crashed_run_is_taken_over_after_its_lease_and_its_rows_are_not_lost(client, queued):
+    route, secret = make_route()
+    fake = FakeLeads()
+    post(client, route, [{"email": f"{n}@x.example"} for n in range(5)], secret)
+    run = inbound.start_route_run(route.pk)
+    # A worker claimed it and died before recording anything.
+    assert inbound.claim(run.pk, "dead-worker") is not None
+    InboundRow.objects.update(run=run)
+    assert inbound.claim(run.pk, "second-worker") is None  # its lease still holds
+    SyncRun.objects.filter(pk=run.pk).update(
+        lease_expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    # The engine's periodic resume hands it to the write-back slice worker, not its own.
+    with (
+        mock.patch.object(tasks_inbound.run_inbound_slice, "delay") as inbound_delay,
+        mock.patch.object(tasks.run_sync_slice, "delay") as engine_delay,
+    ):
+        assert sync.resume_stale_runs() == 1
+    inbound_delay.assert_called_once_with(run.pk)
+    engine_delay.assert_not_called()
+    with respx.mock(assert_all_called=False) as router:
+        fake.mount(router)
+        tasks_inbound.run_inbound_slice(run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.sent == 5
+    assert RowResult.objects.filter(run=run).count() == 5
+
+
+def test_an_enriched_row_carrying_a_kiln_row_id_is_linked_to_its_trace(client, queued):
+    route, secret = make_route()
+    inbound.start_traces(route.sync, "leads", [("17", "kr_test_1")])
+    inbound.record_steps(
+        [
+            (
+                "kr_test_1",
+                RowTrace.Step.SENT,
+                True,
+                "Clay accepted the row.",
+                RowTrace.objects.get().created_at,
+                None,
+            )
+        ]
+    )
+    fake = FakeLeads()
+    post(client, route, {"email": "a@x.example", "kiln_row_id": "kr_test_1", "score": 3}, secret)
+    with respx.mock(assert_all_called=False) as router:
+        fake.mount(router)
+        tasks_inbound.process_route(route.pk)
+    trace = RowTrace.objects.get()
+    assert trace.step == "written" and trace.ok
+    assert list(trace.events.values_list("step", flat=True)) == [
+        "queued",
+        "sent",
+        "received",
+        "written",
+    ]
+    # kiln_* bookkeeping columns are not written into Directus.
+    assert "kiln_row_id" not in fake.by_email("a@x.example")
