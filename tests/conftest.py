@@ -50,3 +50,18 @@ def isolated_cache(settings, request):
             "LOCATION": request.node.nodeid,
         }
     }
+
+
+def require_redis(url="redis://127.0.0.1:6379/15"):
+    """Skip on a developer machine without Redis (README: only Python is needed); fail in CI,
+    where Redis always runs and a skipped test would hide a failure."""
+    import os
+
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {url} in CI: {exc}")
+        pytest.skip(f"no Redis at {url}: these tests need a real Redis")

@@ -841,3 +841,52 @@ def test_auth_argument_is_not_sent_to_another_host(serve):
         http.send(client, "GET", server.url + "/start", follow_redirects=1, auth=("u", "pw-123456"))
     assert "Authorization" in server.requests[0].headers
     assert "Authorization" not in other.requests[0].headers
+
+
+# --- PreparedPost: the sync engine's path ------------------------------------------------------
+
+
+def test_a_prepared_post_sends_the_body_with_the_client_and_given_headers(serve):
+    server = serve(lambda h: (201, {}, b'{"status":"success"}'))
+    with http.make_client(policy=LOOPBACK_ONLY) as client:
+        post = http.PreparedPost(client, server.url + "/hook", {"x-clay-webhook-auth": "tok"})
+        first, second = post.send('{"id": 1}'), post.send(b'{"id": 2}')
+    assert (first.status_code, second.text) == (201, '{"status":"success"}')
+    assert [r.body for r in server.requests] == [b'{"id": 1}', b'{"id": 2}']
+    seen = server.requests[0]
+    assert (seen.command, seen.path) == ("POST", "/hook")
+    assert seen.headers["x-clay-webhook-auth"] == "tok"
+    assert seen.headers["User-Agent"] == http.USER_AGENT
+    assert seen.headers["Content-Length"] == "9"
+    assert server.connections == 1  # one pooled connection for both
+
+
+def test_a_prepared_post_passes_the_address_guard(listener):
+    port = listener.getsockname()[1]
+    with http.make_client(policy=STRICT) as client:
+        post = http.PreparedPost(client, f"http://127.0.0.1:{port}/hook")
+        with pytest.raises(BlockedAddressError):
+            post.send("{}")
+    assert_no_connection(listener)
+
+
+def test_a_prepared_post_caps_the_response_and_does_not_follow_redirects(serve, settings):
+    settings.KILN_MAX_RESPONSE_BYTES = 1000
+    big = serve(lambda h: (200, {}, b"x" * 2000))
+    moved = serve(redirect_to("/elsewhere"))
+    with http.make_client(policy=LOOPBACK_ONLY) as client:
+        with pytest.raises(OutboundError) as caught:
+            http.PreparedPost(client, big.url).send("{}")
+        assert caught.value.kind == "too_large"
+        assert http.PreparedPost(client, moved.url + "/start").send("{}").status_code == 302
+    assert len(moved.requests) == 1
+
+
+def test_a_prepared_post_to_a_refused_port_is_a_transient_outbound_error(listener):
+    port = listener.getsockname()[1]
+    listener.close()
+    with http.make_client(policy=LOOPBACK_ONLY) as client:
+        with pytest.raises(OutboundError) as caught:
+            http.PreparedPost(client, f"http://127.0.0.1:{port}/hook").send("{}")
+    assert caught.value.kind == "refused"
+    assert caught.value.transient is True

@@ -18,6 +18,7 @@ from bench.fakes import FakeDirectus, FakeSink
 from integrations import sync as engine_api
 from integrations import tasks
 from integrations.models import RowResult, SyncRun
+from tests.conftest import require_redis
 
 from .syncfixtures import CLAY_TOKEN, DIRECTUS_TOKEN, make_sync
 
@@ -30,11 +31,8 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def broker():
+    require_redis(BROKER_URL)
     client = redis.Redis.from_url(BROKER_URL)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
     client.flushdb()
     yield BROKER_URL
     client.flushdb()
@@ -71,10 +69,17 @@ def shared_database_url(tmp_path):
         connection.connection = in_memory
 
 
-def start_worker(name, database_url, broker_url, tmp_path, beat=False):
+def start_worker(
+    name,
+    database_url,
+    broker_url,
+    tmp_path,
+    beat=False,
+    settings="tests.integrations.worker_settings",
+):
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.integrations.worker_settings",
+        "DJANGO_SETTINGS_MODULE": settings,
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker_url,
         "REDIS_URL": "",
