@@ -78,6 +78,7 @@ class LoopbackServer:
     def _run(self, ready):
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
+        self.loop.set_exception_handler(_quiet_on_shutdown)
         self._server = self.loop.run_until_complete(
             asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=512)
         )
@@ -127,6 +128,13 @@ class LoopbackServer:
 
     async def respond(self, method, target, headers, body):
         raise NotImplementedError
+
+
+def _quiet_on_shutdown(loop, context):
+    # Connections still open at stop() are cancelled; that is the point, not an error.
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 def json_answer(status, value, extra=None):

@@ -1,13 +1,15 @@
-"""1,000,000 row results in PostgreSQL: the keyset page query's p95, and pruning them all.
+"""1,000,000 row results in PostgreSQL: the run results page's server time, and pruning them.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/kiln_bench .venv/bin/python bench/results_db.py
 
-The database named is created (and dropped afterwards) by this script. Until the run
-results page exists this times the query that page will run (a keyset page of 50 results
-of one run, filtered by status or not), not the page itself.
+bench/run.py runs this in a child process (its own Django, on PostgreSQL). The database
+named is dropped and created afresh, migrated, and dropped again at the end. The page is
+the real view: a logged-in viewer's Django test Client GETs console:run-detail, timed
+around `client.get` (URL resolving, middleware, the view's queries, template rendering).
 """
 
 import os
+import random
 import statistics
 import sys
 import time
@@ -20,13 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.run import seed_run, setup_django  # noqa: E402
 
 ROWS = int(os.environ.get("ROWS", 1_000_000))
+REQUESTS = int(os.environ.get("REQUESTS", 200))
+FAILED_EVERY = 50  # 2 % of the rows failed, with an error message
 
 
 def main():
     url = os.environ["DATABASE_URL"]
     name = urlsplit(url).path.lstrip("/")
     admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -39,49 +43,110 @@ def main():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-def measure():
-    setup_django()
-    from django.core.management import call_command
+def seed(run):
     from django.db import connection
 
-    from integrations import sync as engine
-    from integrations.models import RowResult
+    from integrations.models import SyncRun
 
-    call_command("migrate", verbosity=0)
-    run = seed_run("results")
-    started = time.perf_counter()
+    failed = ROWS // FAILED_EVERY
     with connection.cursor() as cursor:
         cursor.execute(
             """INSERT INTO kiln_row_result (run_id, row_key, status, http_status, error_code, error_message,
                  attempts, duration_ms, payload_hash, resent, request_excerpt, response_excerpt, created_at)
-               SELECT %s, i::text, CASE WHEN i %% 50 = 0 THEN 'failed' ELSE 'sent' END,
-                 CASE WHEN i %% 50 = 0 THEN 400 ELSE 200 END, CASE WHEN i %% 50 = 0 THEN 'HTTP_400' ELSE '' END,
-                 CASE WHEN i %% 50 = 0 THEN 'Clay refused the row with 400' ELSE '' END, 1, 12, md5(i::text),
-                 false, '{"id": ' || i || ', "title": "Article"}', '{"status":"success"}',
-                 now() - interval '40 days'
+               SELECT %s, i::text, CASE WHEN i %% %s = 0 THEN 'failed' ELSE 'sent' END,
+                 CASE WHEN i %% %s = 0 THEN 400 ELSE 200 END,
+                 CASE WHEN i %% %s = 0 THEN 'HTTP_400' ELSE '' END,
+                 CASE WHEN i %% %s = 0 THEN 'Clay refused the row with 400; it will not be retried.'
+                      ELSE '' END,
+                 1, 12, md5(i::text), false, '{"id": ' || i || ', "title": "Article"}',
+                 '{"status":"success"}', now() - interval '40 days'
                FROM generate_series(1, %s) AS i""",
-            [run.pk, ROWS],
+            [run.pk, *[FAILED_EVERY] * 4, ROWS],
         )
         cursor.execute("ANALYZE kiln_row_result")
-    print(f"seeded {ROWS:,} row results in {time.perf_counter() - started:.1f} s")
-    for label, status in (("all", None), ("failed only", "failed")):
-        timings = []
-        for step in range(200):
-            cursor_id = (step * 4999) % ROWS
-            qs = RowResult.objects.filter(run=run, id__gt=cursor_id)
-            if status:
-                qs = qs.filter(status=status)
-            t = time.perf_counter()
-            page = list(qs.order_by("id")[:51])
-            timings.append((time.perf_counter() - t) * 1000)
-            assert page or status
+    # The page shows the run's stored counters, as the engine keeps them.
+    SyncRun.objects.filter(pk=run.pk).update(
+        status="partly_failed", total=ROWS, sent=ROWS - failed, failed=failed, expected_total=ROWS
+    )
+
+
+def page_times(client, path, queries):
+    """Server time of each GET (ms), after a few warm-up requests."""
+    for query in queries[:5]:
+        assert client.get(path, query, secure=True).status_code == 200
+    timings = []
+    for query in queries:
+        started = time.perf_counter()
+        response = client.get(path, query, secure=True)
+        timings.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.status_code
+    return timings
+
+
+def measure():
+    # No collectstatic here: plain static URLs (a manifest lookup costs the same dict get).
+    os.environ.setdefault("KILN_MANIFEST_STATIC", "false")
+    setup_django()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
+
+    from console.models import User
+    from integrations import sync as engine
+
+    call_command("migrate", verbosity=0)
+    run = seed_run("results")
+    started = time.perf_counter()
+    seed(run)
+    print(
+        f"seeded {ROWS:,} row results of one run in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+
+    user = User.objects.create_user("bench-viewer", password="x", role=User.Role.VIEWER)  # noqa: S106
+    # Production settings: HTTPS only and a known host, as behind the TLS proxy.
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+    path = reverse("console:run-detail", args=[run.pk])
+    ids = run.results.values_list("id", flat=True)
+    first_id, last_id = ids.order_by("id").first(), ids.order_by("-id").first()
+    rnd = random.Random(7)
+
+    def cursors(**params):
+        # The first page, then pages from cursors spread over the whole run.
+        return [params] + [
+            {**params, "after": rnd.randint(first_id, last_id)} for _ in range(REQUESTS - 1)
+        ]
+
+    with CaptureQueriesContext(connection) as captured:
+        client.get(path, {"q": "refused"}, secure=True)
+    counts = [q["sql"] for q in captured if "COUNT(" in q["sql"].upper()]
+    print(f"queries per page: {len(captured)}, COUNT(*) queries: {len(counts)}", flush=True)
+
+    variants = [
+        ("no filter", cursors()),
+        ("status=failed", cursors(status="failed")),
+        ("error text q=refused", cursors(q="refused")),
+        ("error text matching nothing", cursors(q="no such error")),
+        ("status=failed + error text", cursors(status="failed", q="HTTP_400")),
+    ]
+    for label, queries in variants:
+        timings = page_times(client, path, queries)
         p95 = statistics.quantiles(timings, n=20)[18]
         print(
-            f"keyset page of 50 ({label}): p95 {p95:.2f} ms, median {statistics.median(timings):.2f} ms over 200 pages"
+            f"page {label}: p95 {p95:.1f} ms, median {statistics.median(timings):.1f} ms "
+            f"({len(timings)} GETs)",
+            flush=True,
         )
-    t = time.perf_counter()
+
+    started = time.perf_counter()
     deleted = engine.prune_row_results(older_than_days=30)
-    print(f"pruned {deleted:,} row results in {time.perf_counter() - t:.1f} s (batches of 20,000)")
+    print(
+        f"pruned {deleted:,} row results in {time.perf_counter() - started:.1f} s (batches of 20,000)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
