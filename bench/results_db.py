@@ -6,10 +6,13 @@ bench/run.py runs this in a child process (its own Django, on PostgreSQL). The d
 named is dropped and created afresh, migrated, and dropped again at the end. The page is
 the real view: a logged-in viewer's Django test Client GETs console:run-detail, timed
 around `client.get` (URL resolving, middleware, the view's queries, template rendering).
+An error-text search reads at most SEARCH_WINDOW failed/skipped rows per request (then
+offers "search further"); the script also follows that link from the first page to the end.
 """
 
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -120,16 +123,46 @@ def measure():
             {**params, "after": rnd.randint(first_id, last_id)} for _ in range(REQUESTS - 1)
         ]
 
-    with CaptureQueriesContext(connection) as captured:
-        client.get(path, {"q": "refused"}, secure=True)
-    counts = [q["sql"] for q in captured if "COUNT(" in q["sql"].upper()]
-    print(f"queries per page: {len(captured)}, COUNT(*) queries: {len(counts)}", flush=True)
+    for params in [{}, {"q": "refused"}, {"q": "no such error", "after": first_id}]:
+        with CaptureQueriesContext(connection) as captured:
+            client.get(path, params, secure=True)
+        sql = [q["sql"].upper() for q in captured]
+        print(
+            f"queries per page {params or '(no filter)'}: {len(sql)}, "
+            f"COUNT(*): {sum('COUNT(' in q for q in sql)}, OFFSET: {sum('OFFSET' in q for q in sql)}",
+            flush=True,
+        )
 
+    # An error-text search reads one bounded window per request; how far does one reach, and
+    # does following its "Search further" link walk the whole run? Once now (the first read
+    # of the failed rows' pages since seeding) and once after the timed pages.
+    further = re.compile(
+        r'covered rows up to row <span class="mono">(\w+)</span>.*?after=(\d+)', re.S
+    )
+
+    def search_further(when):
+        params, pages, reach, started = {"q": "no such error"}, 0, [], time.perf_counter()
+        while True:
+            html = client.get(path, params, secure=True).content.decode()
+            pages += 1
+            link = further.search(html)
+            if link is None:
+                break
+            reach.append(link[1])
+            params = {"q": "no such error", "after": link[2]}
+        print(
+            f"error text matching nothing, following 'Search further' from the first page to "
+            f"the end ({when}): {pages} pages, {(time.perf_counter() - started) * 1000 / pages:.1f} "
+            f"ms each; the first window reaches row {reach[0]} of {ROWS:,}",
+            flush=True,
+        )
+
+    search_further("first read")
     variants = [
         ("no filter", cursors()),
         ("status=failed", cursors(status="failed")),
         ("error text q=refused", cursors(q="refused")),
-        ("error text matching nothing", cursors(q="no such error")),
+        ("error text matching nothing (a search window per page)", cursors(q="no such error")),
         ("status=failed + error text", cursors(status="failed", q="HTTP_400")),
     ]
     for label, queries in variants:
@@ -140,6 +173,8 @@ def measure():
             f"({len(timings)} GETs)",
             flush=True,
         )
+
+    search_further("again")
 
     started = time.perf_counter()
     deleted = engine.prune_row_results(older_than_days=30)

@@ -192,18 +192,8 @@ def _owned(run, worker_id):
 
 def finish(run, worker_id, *, cancelled=False, failure=""):
     counts = SyncRun.objects.filter(pk=run.pk).values("total", "sent", "skipped", "failed").get()
-    if cancelled:
-        status = SyncRun.Status.CANCELLED
-    elif failure:
-        status = SyncRun.Status.PARTLY_FAILED if counts["sent"] else SyncRun.Status.FAILED
-    elif not counts["failed"]:
-        status = SyncRun.Status.SUCCEEDED
-    elif counts["failed"] == counts["total"]:
-        status = SyncRun.Status.FAILED
-    else:
-        status = SyncRun.Status.PARTLY_FAILED
     changes = dict(
-        status=status,
+        status=SyncRun.final_status(counts, cancelled=cancelled, failure=failure),
         finished_at=timezone.now(),
         lease_owner="",
         lease_expires_at=None,

@@ -5,6 +5,7 @@ import datetime as dt
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.db import connection
 from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,12 +14,28 @@ from django.views.decorators.http import require_POST
 
 from console.access import operator_required, viewer_required
 from integrations import sync as engine
-from integrations.models import RowResult, Sync, SyncRun
+from integrations.models import RowResult, RowTrace, Sync, SyncRun
 
 RUNS_PER_PAGE = 50
 RESULTS_PER_PAGE = 100
 # The statuses whose rows carry an error code and message.
 WITH_ERRORS = [RowResult.Status.FAILED, RowResult.Status.SKIPPED]
+# An error-text search reads at most this many rows that carry an error per page request,
+# then offers "search further" from where it stopped (bench/README.md: the results page).
+SEARCH_WINDOW = 5000
+# The columns the results table shows.
+RESULT_COLUMNS = [
+    "id",
+    "row_key",
+    "status",
+    "http_status",
+    "error_code",
+    "error_message",
+    "attempts",
+    "duration_ms",
+    "resent",
+    "created_at",
+]
 # htmx stops polling when a poll answers with this status.
 STOP_POLLING = 286
 
@@ -60,6 +77,72 @@ def keyset_page(queryset, after=None, before=None, size=RESULTS_PER_PAGE, descen
     prev_cursor = rows[0].id if rows and has_prev else None
     next_cursor = rows[-1].id if rows and has_next else None
     return rows, prev_cursor, next_cursor
+
+
+def search_page(
+    run, statuses, text, after=None, before=None, size=RESULTS_PER_PAGE, window=SEARCH_WINDOW
+):
+    """One page of a run's rows of these statuses whose error code or message contains text.
+
+    A bounded search: it reads at most `window` rows of the statuses, the next ones in id
+    order from the cursor (after it, or before it going back), each status through the
+    (run, status, id) index, and keeps those that match. Returns (rows, prev_cursor,
+    next_cursor, stop): rows in ascending id order; stop is None when the search covered
+    every row that way, else the last row it read before the page filled — the page then
+    offers to search on from stop.id (after it, or before it when going back). No OFFSET,
+    no COUNT: one query, which stops as soon as the page is full.
+    """
+    backward = before is not None
+    cursor = before if backward else after
+    order, op = ("DESC", "<") if backward else ("ASC", ">")
+    table, quote = RowResult._meta.db_table, connection.ops.quote_name
+    columns = ", ".join(quote(c) for c in RESULT_COLUMNS)
+    # Only quoted column names and fixed keywords are put into the SQL; every value is a
+    # parameter.
+    after_cursor = f" AND {quote('id')} {op} %s" if cursor is not None else ""
+    branch = (
+        f"SELECT * FROM (SELECT {columns} FROM {quote(table)}"  # noqa: S608
+        f" WHERE {quote('run_id')} = %s AND {quote('status')} = %s{after_cursor}"
+        f" ORDER BY {quote('id')} {order} LIMIT %s) AS branch_{{n}}"
+    )
+    branches, params = [], []
+    for n, status in enumerate(statuses):
+        branches.append(branch.format(n=n))
+        params += [run.pk, status] + ([cursor] if cursor is not None else []) + [window]
+    like = "%" + connection.ops.prep_for_like_query(text) + "%"
+    # The window: each status's next rows merged in id order, cut at `window`; then the
+    # matches in it, numbered, plus the window's last row (pos = window) if it was reached.
+    sql = f"""
+        SELECT * FROM (
+            SELECT candidate.*,
+                ROW_NUMBER() OVER (ORDER BY {quote("id")} {order}) AS pos,
+                (UPPER({quote("error_code")}) LIKE UPPER(%s) ESCAPE '\\'
+                 OR UPPER({quote("error_message")}) LIKE UPPER(%s) ESCAPE '\\') AS matched
+            FROM ({" UNION ALL ".join(branches)} ORDER BY {quote("id")} {order} LIMIT %s)
+                AS candidate
+        ) AS searched
+        WHERE matched OR pos = %s
+        ORDER BY {quote("id")} {order}
+        LIMIT %s"""  # noqa: S608
+    params = [like, like, *params, window, window, size + 1]
+    found = list(RowResult.objects.raw(sql, params))
+    matches = [row for row in found if row.matched]
+    stop = None
+    if len(matches) > size:
+        matches, more = matches[:size], True
+    else:
+        # Everything the window held came back; its last row, if read, is where it stopped.
+        stop = next((row for row in found if row.pos == window), None)
+        more = False
+    if backward:
+        rows = matches[::-1]
+        prev_cursor = rows[0].id if rows and more else None
+        next_cursor = rows[-1].id if rows else None
+    else:
+        rows = matches
+        prev_cursor = rows[0].id if rows and after is not None else None
+        next_cursor = rows[-1].id if rows and more else None
+    return rows, prev_cursor, next_cursor, stop
 
 
 def duration_text(run):
@@ -149,18 +232,7 @@ def _get_run(pk):
 
 def _results(request, run):
     filters = {"status": request.GET.get("status", ""), "q": request.GET.get("q", "").strip()}
-    results = RowResult.objects.filter(run=run).only(
-        "id",
-        "row_key",
-        "status",
-        "http_status",
-        "error_code",
-        "error_message",
-        "attempts",
-        "duration_ms",
-        "resent",
-        "created_at",
-    )
+    results = RowResult.objects.filter(run=run).only(*RESULT_COLUMNS)
     status = filters["status"] if filters["status"] in RowResult.Status.values else ""
     if status:
         results = results.filter(status=status)
@@ -182,9 +254,23 @@ def _results(request, run):
 def run_detail(request, pk):
     run = _get_run(pk)
     results, filters = _results(request, run)
-    rows, prev_cursor, next_cursor = keyset_page(
-        results, after=_int(request.GET.get("after")), before=_int(request.GET.get("before"))
-    )
+    after, before = _int(request.GET.get("after")), _int(request.GET.get("before"))
+    status = filters["status"] if filters["status"] in RowResult.Status.values else ""
+    search = None
+    if filters["q"] and (not status or status in WITH_ERRORS):
+        # Error text: a bounded search window per request (see search_page).
+        statuses = [status] if status else WITH_ERRORS
+        rows, prev_cursor, next_cursor, stop = search_page(
+            run, statuses, filters["q"], after=after, before=before, window=SEARCH_WINDOW
+        )
+        search = {
+            "window": SEARCH_WINDOW,
+            "rows_label": f"{status} rows" if status else "failed and skipped rows",
+            "stop": stop,
+            "backward": before is not None,
+        }
+    else:
+        rows, prev_cursor, next_cursor = keyset_page(results, after=after, before=before)
     context = {
         "run": run,
         "rows": rows,
@@ -192,6 +278,7 @@ def run_detail(request, pk):
         "query": _query(filters),
         "prev_cursor": prev_cursor,
         "next_cursor": next_cursor,
+        "search": search,
         "statuses": RowResult.Status.choices,
     }
     if request.htmx and request.htmx.target == "results":
@@ -250,8 +337,14 @@ def retry_failed_rows(request, pk):
 def row_detail(request, pk, row_pk):
     run = _get_run(pk)
     row = get_object_or_404(RowResult, run=run, pk=row_pk)
+    # The row's round trip, when this run traced it (rows sent to Clay, rows written back).
+    trace = (
+        RowTrace.objects.filter(events__run=run)
+        .filter(Q(directus_key=row.row_key) | Q(kiln_row_id=row.row_key))
+        .first()
+    )
     template = "runs/row.html#detail" if request.htmx else "runs/row.html"
-    return render(request, template, {"run": run, "row": row})
+    return render(request, template, {"run": run, "row": row, "trace": trace})
 
 
 # CSV export

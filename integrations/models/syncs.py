@@ -130,6 +130,19 @@ class SyncRun(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
+    @classmethod
+    def final_status(cls, counts: dict, *, cancelled=False, failure="") -> str:
+        """The status a run ends with, from its counters and how it stopped."""
+        if cancelled:
+            return cls.Status.CANCELLED
+        if failure:
+            return cls.Status.PARTLY_FAILED if counts["sent"] else cls.Status.FAILED
+        if not counts["failed"]:
+            return cls.Status.SUCCEEDED
+        if counts["failed"] == counts["total"]:
+            return cls.Status.FAILED
+        return cls.Status.PARTLY_FAILED
+
     @property
     def done(self) -> int:
         return self.sent + self.skipped + self.failed

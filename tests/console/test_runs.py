@@ -10,7 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from console.views.runs import keyset_page
+from console.views import runs as runs_views
+from console.views.runs import WITH_ERRORS, keyset_page, search_page
 from integrations.models import RowResult, SyncRun
 from tests.console.test_syncs import WEBHOOK, fake_engine, make_sync
 
@@ -272,6 +273,115 @@ def test_error_text_search_reads_only_rows_that_can_carry_an_error(viewer_client
     assert _ids(viewer_client.get(url, {"q": "unchanged", "status": "sent"})) == []
 
 
+# Error-text search: a bounded window per request. Rows that carry an error, in id order:
+# failed 10, 20, 30, … 250 (TIMEOUT every 20th, INVALID_PAYLOAD otherwise), skipped 25, 75,
+# 125, 175, 225 ("unchanged").
+
+
+@pytest.fixture
+def small_window(monkeypatch):
+    monkeypatch.setattr(runs_views, "SEARCH_WINDOW", 8)
+    return 8
+
+
+def _id_of(run, key):
+    return run.results.get(row_key=key).pk
+
+
+def test_error_text_search_reads_one_window_and_offers_to_search_further(
+    viewer_client, run, small_window
+):
+    url = reverse("console:run-detail", args=[run.pk])
+    response = viewer_client.get(url, {"q": "timeout"})
+    # The window: 10, 20, 25, 30, 40, 50, 60, 70; its matches, and where it stopped.
+    assert _ids(response) == ["20", "40", "60"]
+    assert response.context["next_cursor"] is None
+    assert response.context["search"]["stop"].row_key == "70"
+    html = response.content.decode()
+    assert 'covered rows up to row <span class="mono">70</span>' in html
+    assert "8 failed and skipped rows" in html and "later rows are not searched yet" in html
+    assert f"q=timeout&amp;after={_id_of(run, '70')}" in html and "Search further" in html
+
+
+def test_searching_further_finds_the_matches_past_the_window(viewer_client, run, small_window):
+    url = reverse("console:run-detail", args=[run.pk])
+    found, stops, params = [], [], {"q": "timeout"}
+    for _ in range(10):
+        response = viewer_client.get(url, params)
+        found += _ids(response)
+        stop = response.context["search"]["stop"]
+        if stop is None:
+            break
+        stops.append(stop.row_key)
+        params = {"q": "timeout", "after": stop.pk}
+    assert stops == ["70", "130", "200"]
+    assert found == [str(i) for i in range(20, 251, 20)]  # the same as an unbounded search
+    assert "Search further" not in response.content.decode()  # the last window hit the end
+
+
+def test_a_window_without_a_match_says_so_and_a_status_narrows_the_window(
+    viewer_client, run, small_window
+):
+    url = reverse("console:run-detail", args=[run.pk])
+    nothing = viewer_client.get(url, {"q": "no such error"})
+    html = nothing.content.decode()
+    assert _ids(nothing) == [] and "No match in the rows searched so far" in html
+    assert "No rows match this filter" not in html and "Search further" in html
+    # status=failed: the window holds failed rows only (10 … 80).
+    failed = viewer_client.get(url, {"q": "timeout", "status": "failed"})
+    assert _ids(failed) == ["20", "40", "60", "80"]
+    assert failed.context["search"]["stop"].row_key == "80"
+    assert "8 failed rows" in failed.content.decode()
+    # sent rows carry no error: answered without a search.
+    assert viewer_client.get(url, {"q": "timeout", "status": "sent"}).context["search"] is None
+
+
+def test_a_search_fills_a_page_before_the_window_ends_and_pages_on_by_keyset(run):
+    rows, prev_cursor, next_cursor, stop = search_page(
+        run, WITH_ERRORS, "refused", size=3, window=8
+    )
+    assert [r.row_key for r in rows] == ["10", "20", "30"]
+    assert (prev_cursor, next_cursor, stop) == (None, _id_of(run, "30"), None)
+    rows, prev_cursor, next_cursor, stop = search_page(
+        run, WITH_ERRORS, "refused", after=next_cursor, size=3, window=8
+    )
+    assert [r.row_key for r in rows] == ["40", "50", "60"]
+    assert prev_cursor == _id_of(run, "40") and stop is None
+
+
+def test_a_search_going_back_reads_one_window_before_the_cursor(viewer_client, run, small_window):
+    url = reverse("console:run-detail", args=[run.pk])
+    response = viewer_client.get(url, {"q": "timeout", "before": _id_of(run, "250")})
+    # Going back from 250: 240, 230, 225, 220, 210, 200, 190, 180.
+    assert _ids(response) == ["180", "200", "220", "240"]
+    assert response.context["search"]["stop"].row_key == "180"
+    assert response.context["next_cursor"] == _id_of(run, "240")
+    html = response.content.decode()
+    assert 'covered rows back to row <span class="mono">180</span>' in html
+    assert f"q=timeout&amp;before={_id_of(run, '180')}" in html
+    rows, _, _, stop = search_page(run, WITH_ERRORS, "timeout", before=_id_of(run, "180"), window=8)
+    assert [r.row_key for r in rows] == ["120", "140", "160"] and stop.row_key == "120"
+
+
+def test_error_text_search_treats_like_wildcards_as_text(viewer_client, run):
+    url = reverse("console:run-detail", args=[run.pk])
+    assert len(_ids(viewer_client.get(url, {"q": "d_p"}))) == 13  # INVALID_PAYLOAD
+    assert _ids(viewer_client.get(url, {"q": "D%P"})) == []
+    assert _ids(viewer_client.get(url, {"q": "ID_"})) != []
+    assert _ids(viewer_client.get(url, {"q": "row 13_:"})) == []
+
+
+def test_error_text_search_runs_one_query_without_offset_or_count(viewer_client, run, small_window):
+    url, after = reverse("console:run-detail", args=[run.pk]), _id_of(run, "70")
+    with CaptureQueriesContext(connection) as queries:
+        viewer_client.get(url, {"q": "timeout", "after": after})
+    searches = [q["sql"] for q in queries.captured_queries if "kiln_row_result" in q["sql"]]
+    assert len(searches) == 1
+    sql = searches[0].upper()
+    assert "OFFSET" not in sql and "COUNT(" not in sql
+    assert "LIMIT 8" in sql and "ROW_NUMBER()" in sql
+
+
 def test_it_keeps_the_filter_in_the_paging_links(viewer_client, run):
     url = reverse("console:run-detail", args=[run.pk])
     response = viewer_client.get(url, {"status": "sent"})
@@ -461,3 +571,17 @@ def test_it_shows_why_the_engine_will_not_start_a_run(operator_client, sync):
     response = operator_client.post(reverse("console:sync-start", args=[sync.pk]), follow=True)
     assert "are not started here: their runs begin when rows reach" in response.content.decode()
     assert not SyncRun.objects.filter(sync=sync).exists()
+
+
+def test_a_traced_row_links_to_its_round_trip(viewer_client, run):
+    from integrations import roundtrip
+
+    row = run.results.get(row_key="20")
+    rid = roundtrip.row_id_for(run.sync_id, "20")
+    roundtrip.start_traces(run.sync, "articles", [("20", rid)], run=run)
+    html = viewer_client.get(reverse("console:run-row", args=[run.pk, row.pk])).content.decode()
+    assert reverse("console:row-timeline", args=[rid]) in html
+    # A row this run did not trace has no such link.
+    other = run.results.get(row_key="21")
+    html = viewer_client.get(reverse("console:run-row", args=[run.pk, other.pk])).content.decode()
+    assert "/rows/kr_" not in html
