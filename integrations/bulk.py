@@ -50,3 +50,30 @@ def insert(model, fields, rows, *, constants=None, ignore_conflicts=False) -> No
             chunk = rows[start : start + per_statement]
             params = [value for row in chunk for value in (*row, *extra)]
             cursor.execute(head + ", ".join([row_sql] * len(chunk)) + tail, params)
+
+
+def lookup(model, key_field, value_field, keys) -> dict:
+    """{key: value} of the rows whose `key_field` is in `keys` (plain str/int keys).
+
+    `filter(key__in=...)` preps every key in Python (~15 µs per row on the engine's hot
+    path); here the keys go to the driver as they are, in chunks under the parameter limit.
+    """
+    keys = list(keys)
+    if not keys:
+        return {}
+    meta = model._meta
+    qn = connection.ops.quote_name
+    key_col = qn(meta.get_field(key_field).column)
+    value_col = qn(meta.get_field(value_field).column)
+    found = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(keys), MAX_PARAMS):
+            chunk = keys[start : start + MAX_PARAMS]
+            # Identifiers come from the model, quoted; every key is a parameter.
+            cursor.execute(
+                f"SELECT {key_col}, {value_col} FROM {qn(meta.db_table)} "  # noqa: S608
+                f"WHERE {key_col} IN ({', '.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+            found.update(cursor.fetchall())
+    return found

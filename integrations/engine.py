@@ -79,6 +79,29 @@ class Window:
         return self.pending == 0
 
 
+class Inbox:
+    """Where the sender threads hand back outcomes: straight into their window.
+
+    The coordinator is woken once per finished window, not once per row: on two cores each
+    wake-up took the GIL from the sender threads (~50,000 wake-ups per 100k rows before).
+    """
+
+    def __init__(self, by_id: dict):
+        self.by_id = by_id
+        self.lock = threading.Lock()
+        self.finished = queue.SimpleQueue()  # ids of windows whose last row came back
+
+    def put(self, item) -> None:  # the Sender's `results` interface: (window id, RowOutcome)
+        window_id, outcome = item
+        window = self.by_id[window_id]
+        with self.lock:
+            window.outcomes.append(outcome)
+            window.pending -= 1
+            done = window.pending == 0
+        if done:
+            self.finished.put(window_id)
+
+
 class Slice:
     def __init__(self, run: SyncRun, worker_id: str, max_seconds: float):
         self.run, self.sync = run, run.sync
@@ -99,9 +122,9 @@ class Slice:
             else set()
         )
         self.stop = threading.Event()
-        self.results = queue.SimpleQueue()
         self.windows: deque[Window] = deque()
         self.by_id: dict[int, Window] = {}
+        self.results = Inbox(self.by_id)
         self.next_id = 0
         self.drain: tuple[str, str] | None = None  # (error code, message) once nothing more is sent
         self.failure = ""  # a run-level error: the run ends failed with it
@@ -344,20 +367,16 @@ class Slice:
         return self.sender
 
     def _collect(self):
-        """Take finished rows from the sender, waiting up to CONTROL_INTERVAL for the first."""
+        """Wait up to CONTROL_INTERVAL for a window to finish (the sender fills it in place)."""
         if all(w.done for w in self.windows):
             return
         try:
-            item = self.results.get(timeout=CONTROL_INTERVAL)
+            self.results.finished.get(timeout=CONTROL_INTERVAL)
         except queue.Empty:
             return
-        while True:
-            window_id, outcome = item
-            window = self.by_id[window_id]
-            window.outcomes.append(outcome)
-            window.pending -= 1
+        while True:  # drain: the pipeline looks at every window's `done` itself
             try:
-                item = self.results.get_nowait()
+                self.results.finished.get_nowait()
             except queue.Empty:
                 return
 
@@ -502,16 +521,7 @@ class Slice:
             .values("total", "sent", "skipped", "failed")
             .get()
         )
-        if self.cancelled:
-            status = SyncRun.Status.CANCELLED
-        elif self.failure:
-            status = SyncRun.Status.PARTLY_FAILED if counts["sent"] else SyncRun.Status.FAILED
-        elif not counts["failed"]:
-            status = SyncRun.Status.SUCCEEDED
-        elif counts["failed"] == counts["total"]:
-            status = SyncRun.Status.FAILED
-        else:
-            status = SyncRun.Status.PARTLY_FAILED
+        status = SyncRun.final_status(counts, cancelled=self.cancelled, failure=self.failure)
         changes = dict(
             status=status,
             finished_at=timezone.now(),

@@ -112,18 +112,20 @@ def record_sent(sync, run, collection: str, outcomes, queued_at, sent_at) -> int
     `outcomes` are the sender's RowOutcomes of rows that went to Clay (sent or failed after
     trying); rows skipped, unrendered or never sent have no trace. This runs once per window
     on the engine's hot path, so rows go in as plain tuples (bulk.insert), not model objects:
-    an INSERT of the traces (skipping those a previous run made), one UPDATE per outcome for
-    those, a SELECT of their ids and two INSERTs of events.
+    a SELECT of the traces that exist, an INSERT of the others, one UPDATE per outcome for
+    the existing ones (none on a first run), a SELECT of the new ids and two INSERTs of events.
     """
     if not outcomes:
         return 0
     ids = {o.key: row_id_for(sync.pk, o.key) for o in outcomes}
-    ok_ids = [ids[o.key] for o in outcomes if o.status == "sent"]
-    failed_ids = [ids[o.key] for o in outcomes if o.status != "sent"]
+    # Traces of rows an earlier run sent already exist: those move on to this run's outcome;
+    # the others are created at this step. (On a first run no UPDATE is needed at all.)
+    pks = bulk.lookup(RowTrace, "kiln_row_id", "id", ids.values())
+    new = [o for o in outcomes if ids[o.key] not in pks]
     bulk.insert(
         RowTrace,
         ["kiln_row_id", "directus_key", "ok"],
-        [(ids[o.key], o.key[:200], o.status == "sent") for o in outcomes],
+        [(ids[o.key], o.key[:200], o.status == "sent") for o in new],
         constants={
             "sync": sync.pk,
             "collection": collection,
@@ -133,14 +135,16 @@ def record_sent(sync, run, collection: str, outcomes, queued_at, sent_at) -> int
         },
         ignore_conflicts=True,
     )
-    for group, ok in ((ok_ids, True), (failed_ids, False)):
-        if group:  # traces of rows an earlier run sent: on to this run's outcome
-            RowTrace.objects.filter(kiln_row_id__in=group).update(
+    for ok in (True, False):
+        group = [
+            pks[ids[o.key]] for o in outcomes if ids[o.key] in pks and (o.status == "sent") == ok
+        ]
+        if group:
+            RowTrace.objects.filter(pk__in=group).update(
                 step=RowTrace.Step.SENT, ok=ok, step_at=sent_at
             )
-    pks = dict(
-        RowTrace.objects.filter(kiln_row_id__in=list(ids.values())).values_list("kiln_row_id", "pk")
-    )
+    if new:
+        pks.update(bulk.lookup(RowTrace, "kiln_row_id", "id", [ids[o.key] for o in new]))
     bulk.insert(
         RowTraceEvent,
         ["trace"],
