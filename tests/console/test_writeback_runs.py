@@ -12,7 +12,6 @@ from django.utils import timezone
 from bench.fakes import FakeSink
 from integrations import inbound, sender, sync, tasks, tasks_inbound
 from integrations.models import (
-    ClayDestination,
     CsvUpload,
     DirectusConnection,
     InboundRoute,
@@ -22,6 +21,7 @@ from integrations.models import (
     SyncRun,
 )
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
+from tests.integrations.test_relay import make_relay
 
 pytestmark = pytest.mark.django_db
 CLAY_TOKEN = "clay-relay-auth-token-5678"
@@ -93,24 +93,7 @@ def test_a_write_back_run_whose_worker_died_is_resumed_by_its_own_worker(queued)
 
 
 def relay_route(sink):
-    connection = DirectusConnection.objects.create(
-        name="cms", base_url=BASE, token=Secret.seal(TOKEN)
-    )
-    destination = ClayDestination.objects.create(
-        name="articles table",
-        webhook_url=Secret.seal(sink.url + "/hook/x"),
-        auth_token=Secret.seal(CLAY_TOKEN),
-    )
-    sync_ = Sync.objects.create(
-        name="Articles relay",
-        kind=Sync.Kind.RELAY,
-        connection=connection,
-        collection="articles",
-        destination=destination,
-        rate_limit=0,
-        concurrency=2,
-    )
-    route, _ = InboundRoute.open(sync_)
+    route = make_relay(sink)
     InboundRoute.objects.filter(pk=route.pk).update(fetch_full_item=False)
     return route
 
