@@ -201,6 +201,15 @@ class CsvUpload(models.Model):
     def __str__(self):
         return self.original_name
 
+    @property
+    def preview_table(self) -> list[list[str]]:
+        """The preview rows as cells in the file's column order.
+
+        PostgreSQL's jsonb does not keep an object's key order (it sorts keys by length), so
+        the stored row dicts cannot be shown as they come.
+        """
+        return [[row.get(column, "") for column in self.columns] for row in self.preview]
+
 
 class RowTrace(models.Model):
     """One row's round trip: Directus item → Clay → enriched row back → written to Directus."""

@@ -219,3 +219,14 @@ def test_the_timeline_shows_each_step_and_the_stuck_page_lists_rows_that_never_c
     assert "queued" in page and "sent to Clay" in page and "Waiting for Clay" in page
     stuck = viewer_client.get(reverse("console:writeback-stuck")).content.decode()
     assert "kr_7_0" in stuck
+
+
+def test_the_preview_keeps_the_files_column_order_whatever_the_json_storage_does():
+    from integrations.models import CsvUpload
+
+    # Keys in the order jsonb would hand them back (by length), not the file's order.
+    upload = CsvUpload(
+        columns=["Email", "First Name", "Score", "Company ID"],
+        preview=[{"Email": "a@x.io", "Score": "7", "Company ID": "", "First Name": "Ann"}],
+    )
+    assert upload.preview_table == [["a@x.io", "Ann", "7", ""]]
