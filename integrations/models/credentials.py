@@ -1,5 +1,6 @@
 """The team credential store: encrypted secrets, Directus connections, Clay destinations, audit."""
 
+import json
 from datetime import timedelta
 
 from django.conf import settings
@@ -63,6 +64,23 @@ class Secret(models.Model):
         return self.age > timedelta(days=settings.KILN_TOKEN_MAX_AGE_DAYS)
 
 
+class OrderedJSONField(models.TextField):
+    """JSON stored as text, so an object's key order survives a round trip.
+
+    PostgreSQL's jsonb sorts keys by length; a Directus schema's field order (id first, then as
+    the collection defines them) is what people expect to see in pickers.
+    """
+
+    def from_db_value(self, value, expression, connection):
+        return None if value is None else json.loads(value)
+
+    def to_python(self, value):
+        return json.loads(value) if isinstance(value, str) else value
+
+    def get_prep_value(self, value):
+        return None if value is None else json.dumps(value)
+
+
 class Environment(models.TextChoices):
     DEV = "dev", "dev"
     STAGING = "staging", "staging"
@@ -88,7 +106,7 @@ class DirectusConnection(models.Model):
     last_test_ok = models.BooleanField(null=True)
     last_test_result = models.JSONField(default=list, blank=True)
     # Cached schema (collections, fields, relations) for the query builder and the mapper.
-    schema = models.JSONField(null=True, blank=True)
+    schema = OrderedJSONField(null=True, blank=True)
     schema_fetched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
