@@ -61,6 +61,14 @@ def heartbeat_seconds() -> float:
     return lease_seconds() / 4
 
 
+def cancel_requested(run_id, worker_id) -> bool:
+    """Whether a cancel was asked for; raises LeaseLost if worker_id no longer holds the run."""
+    row = SyncRun.objects.filter(pk=run_id).values_list("lease_owner", "cancel_requested").first()
+    if row is None or row[0] != worker_id:
+        raise LeaseLost()
+    return row[1]
+
+
 class LeaseLost(Exception):
     """Another worker took the run over (our lease expired): stop at once, record nothing."""
 
@@ -387,14 +395,7 @@ class Slice:
         if not force and now - self.last_control < CONTROL_INTERVAL:
             return
         self.last_control = now
-        row = (
-            SyncRun.objects.filter(pk=self.run.pk)
-            .values_list("lease_owner", "cancel_requested")
-            .first()
-        )
-        if row is None or row[0] != self.worker_id:
-            raise LeaseLost()
-        if row[1] and not self.cancelled:
+        if cancel_requested(self.run.pk, self.worker_id) and not self.cancelled:
             self._cancel()
         if now - self.last_heartbeat >= heartbeat_seconds():
             self._owned().update(

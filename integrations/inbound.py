@@ -28,7 +28,13 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from integrations import csvimport, http, mapping, roundtrip
-from integrations.engine import heartbeat_seconds, lease_seconds, record_daily_stat
+from integrations.engine import (
+    LeaseLost,
+    cancel_requested,
+    heartbeat_seconds,
+    lease_seconds,
+    record_daily_stat,
+)
 from integrations.models import (
     CsvUpload,
     InboundReceipt,
@@ -180,10 +186,6 @@ def claim(run_id: int, worker_id: str) -> SyncRun | None:
     if not sync.claim(run_id, worker_id):
         return None
     return SyncRun.objects.get(pk=run_id)
-
-
-class LeaseLost(Exception):
-    pass
 
 
 def _owned(run, worker_id):
@@ -376,14 +378,7 @@ class RunWorker:
         return self.run.checkpoint
 
     def _cancel_requested(self) -> bool:
-        row = (
-            SyncRun.objects.filter(pk=self.run.pk)
-            .values_list("lease_owner", "cancel_requested")
-            .first()
-        )
-        if row is None or row[0] != self.worker_id:
-            raise LeaseLost()
-        return row[1]
+        return cancel_requested(self.run.pk, self.worker_id)
 
     def _loop(self) -> bool:
         while True:
