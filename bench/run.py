@@ -203,7 +203,7 @@ def payloads(n):
 def fair_baseline(sink_url, n, prepared=False):
     """One reused httpx.Client, one row at a time, one saved result row per request.
 
-    prepared=True sends through the engine's own http.PreparedPost instead of client.send,
+    prepared=True sends through the engine's own http.WebhookPost instead of client.send,
     to show how much of the engine's lead is its leaner request path.
     """
     from integrations import clay, http
@@ -213,8 +213,8 @@ def fair_baseline(sink_url, n, prepared=False):
     bodies = payloads(n)
     headers = clay.headers_for(None)
     started = time.perf_counter()
+    post = http.WebhookPost(sink_url + "/hook/bench", headers)
     with http.make_client() as client:
-        post = http.PreparedPost(client, sink_url + "/hook/bench", headers)
         for i, body in enumerate(bodies, 1):
             if prepared:
                 d = clay.deliver_prepared(post, body)
@@ -228,7 +228,9 @@ def fair_baseline(sink_url, n, prepared=False):
                 attempts=1,
                 duration_ms=d.elapsed_ms,
             )
-    return n / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    post.close()
+    return n / elapsed
 
 
 def naive_baseline(sink_url, n):
@@ -253,14 +255,13 @@ def naive_baseline(sink_url, n):
 
 
 def ceiling(sink_url, n, concurrency=CONCURRENCY):
-    """The engine's client stack (PreparedPost on one pool) and concurrency, nothing recorded."""
+    """The engine's client stack (WebhookPost, a connection per thread) and concurrency, nothing recorded."""
     from integrations import clay, http
 
     bodies = iter(payloads(n))
     lock = threading.Lock()
     headers = clay.headers_for(None)
-    client = http.make_client(max_connections=concurrency)
-    post = http.PreparedPost(client, sink_url + "/hook/bench", headers)
+    post = http.WebhookPost(sink_url + "/hook/bench", headers)
 
     def send():
         while True:
@@ -276,8 +277,9 @@ def ceiling(sink_url, n, concurrency=CONCURRENCY):
         t.start()
     for t in threads:
         t.join()
-    client.close()
-    return n / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    post.close()
+    return n / elapsed
 
 
 def seed_run(name):
@@ -574,7 +576,7 @@ def engine_section(args, database_url):
         lean = fair_baseline(sink_url, 5_000, prepared=True)
         print(
             f"baseline   5,000 rows : {lean:>7,.0f} rows/s  (the same loop through the engine's "
-            "PreparedPost instead of client.send; not the bar, shown for honesty)",
+            "WebhookPost instead of client.send; not the bar, shown for honesty)",
             flush=True,
         )
         naive = naive_baseline(sink_url, 1_000)

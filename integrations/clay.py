@@ -70,7 +70,7 @@ def deliver(client, url: str, payload_json: bytes | str, headers: dict) -> Deliv
     return _delivery(lambda: http.send(client, "POST", url, content=payload_json, headers=headers))
 
 
-def deliver_prepared(post: "http.PreparedPost", payload_json: bytes | str) -> Delivery:
+def deliver_prepared(post: "http.WebhookPost", payload_json: bytes | str) -> Delivery:
     """deliver() for many rows to one webhook (the sync engine): URL and headers merged once."""
     return _delivery(lambda: post.send(payload_json))
 

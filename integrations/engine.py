@@ -140,7 +140,7 @@ class Slice:
         self.cancelled = False
         self.last_control = 0.0
         self.last_heartbeat = time.monotonic()
-        self.sender = self.client = None
+        self.sender = self.post = None
         if run.cancel_requested:
             self._cancel()
 
@@ -159,8 +159,7 @@ class Slice:
                     self.stop.set()
                 if self.sender:
                     self.sender.close()
-                if self.client:
-                    self.client.close()
+                    self.post.close()
         if exhausted:
             self._finish()
             return False
@@ -356,19 +355,17 @@ class Slice:
 
     def _sender(self) -> Sender:
         if self.sender is None:
-            url = self.destination.webhook_url.reveal()
             token = self.destination.auth_token.reveal() if self.destination.auth_token_id else None
-            concurrency = max(1, self.sync.concurrency)
-            self.client = http.make_client(
-                timeout=settings.KILN_OUTBOUND_TIMEOUT, max_connections=concurrency
+            self.post = http.WebhookPost(
+                self.destination.webhook_url.reveal(),
+                clay.headers_for(token),
+                timeout=settings.KILN_OUTBOUND_TIMEOUT,
             )
             limiter = ratelimit.limiter_for(f"clay:{self.destination.pk}", self.sync.rate_limit)
             self.sender = Sender(
-                client=self.client,
-                url=url,
-                headers=clay.headers_for(token),
+                post=self.post,
                 limiter=limiter,
-                concurrency=concurrency,
+                concurrency=max(1, self.sync.concurrency),
                 stop=self.stop,
                 results=self.results,
             )

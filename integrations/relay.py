@@ -82,17 +82,16 @@ class Processor:
         self.directus = sync.connection.client() if fetch else None
         destination = sync.destination
         token = destination.auth_token.reveal() if destination.auth_token_id else None
-        concurrency = max(1, sync.concurrency)
-        self.client = http.make_client(
-            timeout=settings.KILN_OUTBOUND_TIMEOUT, max_connections=concurrency
+        self.post = http.WebhookPost(
+            destination.webhook_url.reveal(),
+            clay.headers_for(token),
+            timeout=settings.KILN_OUTBOUND_TIMEOUT,
         )
         self.results = queue.SimpleQueue()
         self.sender = Sender(
-            client=self.client,
-            url=destination.webhook_url.reveal(),
-            headers=clay.headers_for(token),
+            post=self.post,
             limiter=ratelimit.limiter_for(f"clay:{destination.pk}", sync.rate_limit),
-            concurrency=concurrency,
+            concurrency=max(1, sync.concurrency),
             stop=stop,
             results=self.results,
         )
@@ -100,7 +99,7 @@ class Processor:
 
     def close(self):
         self.sender.close()
-        self.client.close()
+        self.post.close()
         if self.directus is not None:
             self.directus.close()
 

@@ -1,8 +1,8 @@
 """Deliver rendered rows to a Clay webhook: bounded concurrency on one pool, retries, pacing.
 
-Threads sharing one httpx.Client, not asyncio: on this 2-core box httpx's async client got
-slower as concurrency rose, while a few threads on one pooled client keep the socket busy
-whenever one of them waits for an answer. Each row is retried here and its final outcome
+Threads, each with its own kept-alive connection (http.WebhookPost), not asyncio: on this
+2-core box httpx's async client got slower as concurrency rose, while a few threads keep a
+socket busy whenever one of them waits for an answer. Each row is retried here and its final outcome
 handed back as a `RowOutcome`; nothing in this module touches the database.
 """
 
@@ -65,11 +65,8 @@ def backoff(attempt: int) -> float:
 class Sender:
     """`concurrency` threads taking Jobs from a queue and putting (window, RowOutcome) on `results`."""
 
-    def __init__(
-        self, *, client, url, headers, limiter, concurrency, stop: threading.Event, results
-    ):
-        # URL and headers merged once, sent through the client's pool (http.PreparedPost).
-        self.post = http.PreparedPost(client, url, headers)
+    def __init__(self, *, post, limiter, concurrency, stop: threading.Event, results):
+        self.post = post  # an http.WebhookPost: one kept-alive connection per thread
         self.limiter = limiter
         self.stop = stop
         self.results = results

@@ -10,6 +10,7 @@ import pickle
 import socket
 import ssl
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -843,14 +844,16 @@ def test_auth_argument_is_not_sent_to_another_host(serve):
     assert "Authorization" not in other.requests[0].headers
 
 
-# --- PreparedPost: the sync engine's path ------------------------------------------------------
+# --- WebhookPost: the sync engine's path ------------------------------------------------------
 
 
-def test_a_prepared_post_sends_the_body_with_the_client_and_given_headers(serve):
+def test_a_webhook_post_sends_the_body_with_the_given_headers_on_one_connection(serve):
     server = serve(lambda h: (201, {}, b'{"status":"success"}'))
-    with http.make_client(policy=LOOPBACK_ONLY) as client:
-        post = http.PreparedPost(client, server.url + "/hook", {"x-clay-webhook-auth": "tok"})
-        first, second = post.send('{"id": 1}'), post.send(b'{"id": 2}')
+    post = http.WebhookPost(
+        server.url + "/hook", {"x-clay-webhook-auth": "tok"}, policy=LOOPBACK_ONLY
+    )
+    first, second = post.send('{"id": 1}'), post.send(b'{"id": 2}')
+    post.close()
     assert (first.status_code, second.text) == (201, '{"status":"success"}')
     assert [r.body for r in server.requests] == [b'{"id": 1}', b'{"id": 2}']
     seen = server.requests[0]
@@ -858,35 +861,113 @@ def test_a_prepared_post_sends_the_body_with_the_client_and_given_headers(serve)
     assert seen.headers["x-clay-webhook-auth"] == "tok"
     assert seen.headers["User-Agent"] == http.USER_AGENT
     assert seen.headers["Content-Length"] == "9"
-    assert server.connections == 1  # one pooled connection for both
+    assert server.connections == 1  # one kept-alive connection for both
 
 
-def test_a_prepared_post_passes_the_address_guard(listener):
+def test_a_webhook_post_passes_the_address_guard(listener):
     port = listener.getsockname()[1]
-    with http.make_client(policy=STRICT) as client:
-        post = http.PreparedPost(client, f"http://127.0.0.1:{port}/hook")
-        with pytest.raises(BlockedAddressError):
-            post.send("{}")
+    post = http.WebhookPost(f"http://127.0.0.1:{port}/hook", policy=STRICT)
+    with pytest.raises(BlockedAddressError):
+        post.send("{}")
     assert_no_connection(listener)
 
 
-def test_a_prepared_post_caps_the_response_and_does_not_follow_redirects(serve, settings):
+def test_a_webhook_post_caps_the_response_and_does_not_follow_redirects(serve, settings):
     settings.KILN_MAX_RESPONSE_BYTES = 1000
     big = serve(lambda h: (200, {}, b"x" * 2000))
     moved = serve(redirect_to("/elsewhere"))
-    with http.make_client(policy=LOOPBACK_ONLY) as client:
-        with pytest.raises(OutboundError) as caught:
-            http.PreparedPost(client, big.url).send("{}")
-        assert caught.value.kind == "too_large"
-        assert http.PreparedPost(client, moved.url + "/start").send("{}").status_code == 302
+    with pytest.raises(OutboundError) as caught:
+        http.WebhookPost(big.url, policy=LOOPBACK_ONLY).send("{}")
+    assert caught.value.kind == "too_large"
+    assert (
+        http.WebhookPost(moved.url + "/start", policy=LOOPBACK_ONLY).send("{}").status_code == 302
+    )
     assert len(moved.requests) == 1
 
 
-def test_a_prepared_post_to_a_refused_port_is_a_transient_outbound_error(listener):
+def test_a_webhook_post_to_a_refused_port_is_a_transient_outbound_error(listener):
     port = listener.getsockname()[1]
     listener.close()
-    with http.make_client(policy=LOOPBACK_ONLY) as client:
-        with pytest.raises(OutboundError) as caught:
-            http.PreparedPost(client, f"http://127.0.0.1:{port}/hook").send("{}")
+    with pytest.raises(OutboundError) as caught:
+        http.WebhookPost(f"http://127.0.0.1:{port}/hook", policy=LOOPBACK_ONLY).send("{}")
     assert caught.value.kind == "refused"
     assert caught.value.transient is True
+
+
+def test_a_webhook_post_resolves_once_and_keeps_the_host_header(fake_dns, serve):
+    server = serve()
+    fake_dns.answers["clay.example.com"] = ["127.0.0.1"]
+    policy = OutboundPolicy(allow_private=False, allowlist=["clay.example.com"])
+    post = http.WebhookPost(f"http://clay.example.com:{server.port}/hook?x=1", policy=policy)
+    assert [post.send("{}").status_code for _ in range(3)] == [200, 200, 200]
+    post.close()
+    assert fake_dns.calls == ["clay.example.com"]
+    assert server.requests[0].headers["Host"] == f"clay.example.com:{server.port}"
+    assert server.requests[0].path == "/hook?x=1"
+
+
+def test_a_webhook_post_reconnects_when_the_server_closed_the_idle_connection(serve):
+    server = serve(lambda h: (200, {"Connection": "close"} if h.body == b"1" else {}, b"ok"))
+    post = http.WebhookPost(server.url + "/hook", policy=LOOPBACK_ONLY)
+    assert [post.send(b).status_code for b in ("1", "2", "3")] == [200, 200, 200]
+    post.close()
+    assert server.connections == 2  # a new one after the server said close, then kept
+
+
+def test_a_webhook_post_over_tls_checks_the_certificate_for_the_host(serve, tmp_path):
+    seen_sni = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert, key = self_signed_certificate(tmp_path)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: seen_sni.append(name)
+    server = serve(host="127.0.0.1", tls_context=context)
+    policy = OutboundPolicy(allow_private=False, allowlist=["localhost"])
+    post = http.WebhookPost(f"https://localhost:{server.port}/secret/path", policy=policy)
+    with pytest.raises(OutboundError) as caught:
+        post.send("{}")
+    assert (caught.value.kind, caught.value.transient) == ("tls", False)
+    assert "certificate for localhost could not be verified" in str(caught.value)
+    assert "secret" not in str(caught.value)
+    assert seen_sni == ["localhost"]
+
+
+def test_a_webhook_post_reports_a_dropped_connection_and_a_slow_server_as_transient(serve):
+    def hang_up(handler):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        handler.wfile.flush()
+        handler.connection.shutdown(socket.SHUT_RDWR)
+        raise ConnectionAbortedError
+
+    def slow(handler):
+        time.sleep(0.5)
+        return 200, {}, b"late"
+
+    with pytest.raises(OutboundError) as caught:
+        http.WebhookPost(serve(hang_up).url, policy=LOOPBACK_ONLY).send("{}")
+    assert (caught.value.kind, caught.value.transient) == ("protocol", True)
+    post = http.WebhookPost(serve(slow).url, policy=LOOPBACK_ONLY, timeout=0.1)
+    with pytest.raises(OutboundError) as caught:
+        post.send("{}")
+    assert (caught.value.kind, caught.value.transient) == ("timeout", True)
+    assert str(caught.value) == "Timed out after 0.1 s waiting for the server."
+
+
+def test_a_webhook_post_reads_a_chunked_answer_and_lowercases_its_headers(serve):
+    server = serve(lambda h: (429, {"Retry-After": "3"}, [b'{"err', b'or":1}']))
+    response = http.WebhookPost(server.url, policy=LOOPBACK_ONLY).send("{}")
+    assert (response.status_code, response.text) == (429, '{"error":1}')
+    assert response.headers["retry-after"] == "3"
+
+
+def test_a_webhook_post_refuses_bad_urls_and_header_values_without_quoting_them():
+    for url in ("ftp://x.example/hook", "http:///nohost", "http://x.example:0/"):
+        with pytest.raises(OutboundError) as caught:
+            http.WebhookPost(url, policy=STRICT)
+        assert caught.value.kind == "invalid_url"
+    post = http.WebhookPost(
+        "http://127.0.0.1:9/hook", {"x-clay-webhook-auth": "tok\r\nX: s3cret"}, policy=PRIVATE
+    )
+    with pytest.raises(OutboundError) as caught:
+        post.send("{}")
+    assert (caught.value.kind, caught.value.transient) == ("protocol", False)
+    assert "s3cret" not in str(caught.value)
