@@ -7,7 +7,9 @@ checkpoint (the last cursor fully recorded, and the keys now in flight) and the 
 A crash therefore loses nothing recorded, and the only rows a resumed run may send twice
 are those listed as in flight: it flags them `resent` and counts them.
 
-Only the coordinating thread touches the database; the sender threads only do HTTP.
+Only the coordinating thread touches the database. The rows are sent by a forked sender
+process (sender.SenderProcess), so reading, rendering and recording here do not wait for the
+GIL its HTTP threads hold.
 """
 
 import json
@@ -27,7 +29,7 @@ from django.utils import timezone
 from integrations import bulk, clay, http, mapping, ratelimit, roundtrip, sources
 from integrations.directus import DirectusError
 from integrations.models import ClayDestination, RowResult, RunDailyStat, SyncRowState, SyncRun
-from integrations.sender import Job, RowOutcome, Sender, backoff, excerpt
+from integrations.sender import Job, RowOutcome, SenderProcess, backoff, excerpt
 
 logger = logging.getLogger(__name__)
 
@@ -349,11 +351,9 @@ class Slice:
         self.by_id[window.id] = window
         window.pending = len(window.jobs)
         if window.jobs:
-            sender = self._sender()
-            for job in window.jobs:
-                sender.submit(job)
+            self._sender().submit_all(window.jobs)
 
-    def _sender(self) -> Sender:
+    def _sender(self) -> SenderProcess:
         if self.sender is None:
             token = self.destination.auth_token.reveal() if self.destination.auth_token_id else None
             self.post = http.WebhookPost(
@@ -362,7 +362,7 @@ class Slice:
                 timeout=settings.KILN_OUTBOUND_TIMEOUT,
             )
             limiter = ratelimit.limiter_for(f"clay:{self.destination.pk}", self.sync.rate_limit)
-            self.sender = Sender(
+            self.sender = SenderProcess(
                 post=self.post,
                 limiter=limiter,
                 concurrency=max(1, self.sync.concurrency),

@@ -6,13 +6,21 @@ socket busy whenever one of them waits for an answer. Each row is retried here a
 handed back as a `RowOutcome`; nothing in this module touches the database.
 """
 
+import ctypes
+import gc
+import logging
+import multiprocessing
+import os
 import queue
 import random
+import signal
 import threading
 import time
 from dataclasses import dataclass
 
 from integrations import clay, http
+
+logger = logging.getLogger(__name__)
 
 # Timeouts, dropped connections and 5xx: the first try and up to three retries.
 MAX_ATTEMPTS = 4
@@ -167,3 +175,218 @@ class Sender:
         outcome = self._outcome(job, "failed", attempts, last, started)
         outcome.error_message = f"{last.message} The run was cancelled before it was retried."
         return outcome
+
+
+# -- the sender process ----------------------------------------------------------------------
+
+# The outcome tuples that cross the pipe, in RowOutcome's field order after the window id.
+_OUTCOME_FIELDS = [f for f in RowOutcome.__dataclass_fields__]
+# How long the child gathers outcomes before it sends them on: fewer, larger messages.
+BATCH_SECONDS = 0.002
+CLOSE_TIMEOUT = 10.0
+SENDER_LOST = (
+    "The sending process stopped before this row's answer came back; Clay may have received it."
+)
+
+
+class SenderProcess:
+    """The Sender in a forked child process: the engine's reading, rendering and recording no
+    longer share a GIL with the HTTP work.
+
+    On two cores, one process that read, rendered, recorded and sent reached 60 % of what its
+    own client stack could send (bench/README.md): every row's Python work waited for the
+    GIL the sender threads held. Forked, the child inherits the prepared WebhookPost, the
+    limiter and the registered secrets without anything crossing a pipe but rows; it never
+    touches the database. Jobs go over in one message per window, outcomes come back in
+    small batches. The child dies with its parent (PR_SET_PDEATHSIG, and EOF on the pipe),
+    so a worker killed with kill -9 leaves no sender behind; rows it had in flight are the
+    checkpoint's "inflight" ones, flagged `resent` if the run sends them again.
+    """
+
+    def __init__(self, *, post, limiter, concurrency, stop: threading.Event, results):
+        self.stop, self.results = stop, results
+        self.outstanding: dict = {}  # (window, key) -> Job until its outcome comes back
+        self.lost = False
+        self._send_lock = threading.Lock()
+        self._stop_sent = False
+        self._closing = False
+        parent, child = multiprocessing.Pipe()
+        engine_pid = os.getpid()
+        # os.fork, not multiprocessing.Process: a Celery prefork worker is a daemonic process,
+        # and multiprocessing refuses to start children from one.
+        self.pid = os.fork()
+        if self.pid == 0:  # the child
+            code = 1
+            try:
+                parent.close()
+                _serve(child, post, limiter, concurrency, engine_pid)
+                code = 0
+            except BaseException:
+                logger.exception("The sender process failed")
+            finally:
+                os._exit(code)
+        child.close()
+        self.conn = parent
+        self.reader = threading.Thread(target=self._read, name="kiln-sender-reader", daemon=True)
+        self.reader.start()
+
+    def submit_all(self, jobs: list) -> None:
+        if self.lost:
+            for job in jobs:
+                self.results.put((job.window, _lost(job)))
+            return
+        for job in jobs:
+            self.outstanding[job.window, job.key] = job
+        self._send(("jobs", [(j.window, j.key, j.body, j.payload_hash, j.resent) for j in jobs]))
+
+    def close(self) -> None:
+        self._closing = True
+        self._pass_stop()
+        self._send(("close", None))
+        self.reader.join(CLOSE_TIMEOUT)
+        if not self._reaped(CLOSE_TIMEOUT):  # stuck past every timeout: do not wait forever
+            os.kill(self.pid, signal.SIGKILL)
+            self._reaped(None)
+        self.conn.close()
+
+    def _reaped(self, timeout) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                pid, _ = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            except ChildProcessError:  # already reaped (by a SIGCHLD handler, say)
+                return True
+            if pid:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def _send(self, message) -> None:
+        with self._send_lock:
+            try:
+                self.conn.send(message)
+            except OSError:  # the child is gone; _read reports its rows
+                pass
+
+    def _pass_stop(self) -> None:
+        if self.stop.is_set() and not self._stop_sent:
+            self._stop_sent = True
+            self._send(("stop", None))
+
+    def _read(self):
+        """Hand each outcome to the engine's inbox; watch the stop event meanwhile."""
+        put, outstanding = self.results.put, self.outstanding
+        while True:
+            self._pass_stop()
+            try:
+                if not self.conn.poll(0.05):
+                    continue
+                batch = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            if batch is None:  # the child finished its last row and is leaving
+                break
+            for window, *fields in batch:
+                outstanding.pop((window, fields[0]), None)
+                put((window, RowOutcome(*fields)))
+        if not self._closing or outstanding:
+            self.lost = True
+            for job in list(outstanding.values()):
+                put((job.window, _lost(job)))
+            outstanding.clear()
+
+
+def _lost(job: Job) -> RowOutcome:
+    return RowOutcome(
+        job.key,
+        "failed",
+        error_code="SENDER_LOST",
+        error_message=SENDER_LOST,
+        payload_hash=job.payload_hash,
+        request_excerpt=excerpt(job.body),
+        resent=job.resent,
+    )
+
+
+class _Outbox:
+    """The child's `results`: gathers outcomes and sends them to the engine in batches."""
+
+    def __init__(self, conn):
+        self.conn, self.items = conn, []
+        self.ready = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="kiln-sender-outbox", daemon=True)
+        self.thread.start()
+
+    def put(self, item) -> None:
+        window, o = item
+        row = (window, *(getattr(o, name) for name in _OUTCOME_FIELDS))
+        with self.ready:
+            self.items.append(row)
+            if len(self.items) == 1:
+                self.ready.notify()
+
+    def close(self) -> None:
+        with self.ready:
+            self.closed = True
+            self.ready.notify()
+        self.thread.join()
+
+    def _run(self):
+        while True:
+            with self.ready:
+                while not self.items and not self.closed:
+                    self.ready.wait()
+                if not self.items:
+                    break
+            time.sleep(BATCH_SECONDS)  # let the other threads' answers join this batch
+            with self.ready:
+                batch, self.items = self.items, []
+            try:
+                self.conn.send(batch)
+            except OSError:
+                return
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+
+
+def _serve(conn, post, limiter, concurrency, engine_pid):
+    """The child: send what the engine passes, until it says close or goes away."""
+    # Objects inherited from the engine are never collected here: leave their pages shared.
+    gc.freeze()
+    _die_with_parent(engine_pid)
+    # Ctrl-C or a worker's warm shutdown is for the engine, which closes this process itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    stop = threading.Event()
+    outbox = _Outbox(conn)
+    sender = Sender(post=post, limiter=limiter, concurrency=concurrency, stop=stop, results=outbox)
+    try:
+        while True:
+            kind, payload = conn.recv()
+            if kind == "jobs":
+                for fields in payload:
+                    sender.submit(Job(*fields))
+            elif kind == "stop":
+                stop.set()
+            else:
+                break
+    except (EOFError, OSError):  # the engine is gone: send nothing more
+        stop.set()
+    sender.close()
+    outbox.close()
+    post.close()
+
+
+def _die_with_parent(engine_pid):
+    """Ask Linux to SIGKILL this process when the thread that forked it ends."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pipe's EOF still stops the child
+        pass
+    if os.getppid() != engine_pid:  # the engine died before prctl took effect
+        os._exit(0)

@@ -76,6 +76,7 @@ def start_worker(
     tmp_path,
     beat=False,
     settings="tests.integrations.worker_settings",
+    pool="solo",
 ):
     env = {
         **os.environ,
@@ -92,7 +93,8 @@ def start_worker(
         "-A",
         "console",
         "worker",
-        "--pool=solo",
+        f"--pool={pool}",
+        "--concurrency=1",
         "--loglevel=INFO",
         "-n",
         f"{name}@%h",
@@ -111,6 +113,21 @@ def stop(process):
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+
+
+def session_members(sid) -> list[int]:
+    """Live processes of a worker's session (its sender processes among them)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
 
 
 def wait_for(condition, timeout, what):
@@ -140,9 +157,11 @@ def test_a_run_survives_its_worker_being_killed_mid_run(
 
         workers.append(start_worker("first", shared_database_url, broker, tmp_path))
         wait_for(lambda: SyncRun.objects.get(pk=run.pk).total >= 300, 60, "the first rows")
-        os.killpg(workers[0].pid, signal.SIGKILL)
+        # The worker alone, as the OOM killer would: its sender process must go with it.
+        os.kill(workers[0].pid, signal.SIGKILL)
         killed_at = time.monotonic()
         workers[0].wait(10)
+        wait_for(lambda: not session_members(workers[0].pid), 5, "the sender process to exit")
         at_kill = SyncRun.objects.get(pk=run.pk)
         assert at_kill.status == "running" and at_kill.total < ITEMS
 
@@ -169,6 +188,36 @@ def test_a_run_survives_its_worker_being_killed_mid_run(
         assert run.resent == len(flagged) <= 2 * 50
     finally:
         for worker in workers:
+            stop(worker)
+        directus.stop()
+        sink.stop()
+
+
+def test_a_prefork_worker_sends_through_a_sender_process_it_forks(
+    broker, shared_database_url, tmp_path, monkeypatch
+):
+    # Production runs the prefork pool, whose pool processes multiprocessing calls daemonic;
+    # the engine forks its sender process from one of them.
+    monkeypatch.setattr(tasks.run_sync_slice, "delay_on_commit", lambda run_id: None)
+    directus = FakeDirectus(400, token=DIRECTUS_TOKEN).start()
+    sink = FakeSink(token=CLAY_TOKEN).start()
+    worker = None
+    try:
+        sync = make_sync(directus, sink, concurrency=4, page_size=50)
+        run = engine_api.start_run(sync)
+        with Connection(broker) as conn:
+            tasks.run_sync_slice.apply_async((run.pk,), producer=conn.Producer())
+        worker = start_worker("prefork", shared_database_url, broker, tmp_path, pool="prefork")
+        run = wait_for(
+            lambda: SyncRun.objects.filter(pk=run.pk, status="succeeded").first(),
+            60,
+            "the run to end",
+        )
+        assert run.sent == 400 and set(sink.accepted) == {str(i) for i in range(1, 401)}
+        # The worker and its one pool process; no sender process left behind.
+        wait_for(lambda: len(session_members(worker.pid)) == 2, 5, "only the pool to remain")
+    finally:
+        if worker is not None:
             stop(worker)
         directus.stop()
         sink.stop()
