@@ -149,8 +149,7 @@ def engine_child(args):
                 "rows_per_s": run.total / elapsed,
                 "received": received,
                 "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                # The sender processes this run forked (and reaped): the largest one's peak.
-                "sender_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                "sender_peak_mib": memory.child_rss / 1024,
                 "pss_peak_mib": memory.peak / 1024,
                 "cpu_us_per_row": cpu / max(1, run.total) * 1e6,
             }
@@ -159,7 +158,7 @@ def engine_child(args):
 
 
 class MemorySampler:
-    """Peak PSS of this process plus its children, sampled every 50 ms.
+    """Peak PSS of this process plus its children, sampled every 100 ms.
 
     RSS counts the pages a forked sender process shares with the engine twice; PSS splits
     each shared page between the processes mapping it, so the sum is what the pair uses.
@@ -167,6 +166,7 @@ class MemorySampler:
 
     def __init__(self):
         self.peak = 0  # KiB
+        self.child_rss = 0  # KiB, the largest child's RSS seen
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -177,7 +177,7 @@ class MemorySampler:
 
     def _run(self):
         me = os.getpid()
-        while not self._done.wait(0.05):
+        while not self._done.wait(0.1):
             pids = [me]
             for entry in os.listdir("/proc"):
                 if entry.isdigit():
@@ -188,6 +188,18 @@ class MemorySampler:
                     if int(stat.rsplit(")", 1)[1].split()[1]) == me:
                         pids.append(int(entry))
             self.peak = max(self.peak, sum(_pss_kib(pid) for pid in pids))
+            for pid in pids[1:]:
+                self.child_rss = max(self.child_rss, _status_kib(pid, "VmRSS:"))
+
+
+def _status_kib(pid, field):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _pss_kib(pid):
@@ -342,11 +354,11 @@ def ceiling(sink_url, n, concurrency=CONCURRENCY):
 
 
 def sender_ceiling(sink_url, n, concurrency=CONCURRENCY):
-    """The engine's whole sending layer: a forked SenderProcess and its threads, prebuilt rows.
+    """The engine's whole sending layer: a SenderProcess and its threads, prebuilt rows.
 
     Everything queued at once, outcomes counted and dropped: nothing read, rendered or recorded.
     """
-    from integrations import clay, http, ratelimit
+    from integrations import clay, http
     from integrations.sender import Job, SenderProcess
 
     jobs = [Job(i // 200, str(i), body, "") for i, body in enumerate(payloads(n))]
@@ -360,11 +372,10 @@ def sender_ceiling(sink_url, n, concurrency=CONCURRENCY):
                     done.set()
 
     post = http.WebhookPost(sink_url + "/hook/bench", clay.headers_for(None))
-    limiter = ratelimit.limiter_for(f"bench-ceiling-{time.time()}", 0)
     started = time.perf_counter()
     sender = SenderProcess(
         post=post,
-        limiter=limiter,
+        limit=(f"bench-ceiling-{time.time()}", 0),
         concurrency=concurrency,
         stop=threading.Event(),
         results=Counter(),
@@ -662,8 +673,9 @@ def engine_section(args, database_url):
                 f"{_listed(x['rows_per_s'] for x in engine[n])}  ({r['elapsed']:.1f} s, "
                 f"status {r['status']}, sink got {r['received']:,}), peak memory {r['pss_peak_mib']:.0f} MiB "
                 f"PSS (RSS: engine {r['peak_mib']:.0f} MiB, sender process "
-                f"{r['sender_peak_mib']:.0f} MiB, mostly the same pages), "
-                f"{r['cpu_us_per_row']:.0f} µs CPU per row (both processes)",
+                f"{r['sender_peak_mib']:.0f} MiB), "
+                f"{r['cpu_us_per_row']:.0f} µs CPU per row (both processes); engine peak RSS of "
+                f"each run {_listed(x['peak_mib'] for x in engine[n])} MiB",
                 flush=True,
             )
         if len(sizes) > 1:

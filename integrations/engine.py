@@ -7,7 +7,7 @@ checkpoint (the last cursor fully recorded, and the keys now in flight) and the 
 A crash therefore loses nothing recorded, and the only rows a resumed run may send twice
 are those listed as in flight: it flags them `resent` and counts them.
 
-Only the coordinating thread touches the database. The rows are sent by a forked sender
+Only the coordinating thread touches the database. The rows are sent by a sender
 process (sender.SenderProcess), so reading, rendering and recording here do not wait for the
 GIL its HTTP threads hold.
 """
@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations import bulk, clay, http, mapping, ratelimit, roundtrip, sources
+from integrations import bulk, clay, http, mapping, roundtrip, sources
 from integrations.directus import DirectusError
 from integrations.models import ClayDestination, RowResult, RunDailyStat, SyncRowState, SyncRun
 from integrations.sender import Job, RowOutcome, SenderProcess, backoff, excerpt
@@ -155,6 +155,9 @@ class Slice:
             self.directus = directus
             self.source = self._open_source(self.cursor)
             try:
+                if not self.run.dry_run and not self.drain:
+                    # Start the sender process now: it loads while the first page is read.
+                    self._sender()
                 exhausted = self._pipeline()
             finally:
                 if self.windows:  # leaving early (lease lost, error): unsent rows stay unsent
@@ -361,10 +364,9 @@ class Slice:
                 clay.headers_for(token),
                 timeout=settings.KILN_OUTBOUND_TIMEOUT,
             )
-            limiter = ratelimit.limiter_for(f"clay:{self.destination.pk}", self.sync.rate_limit)
             self.sender = SenderProcess(
                 post=self.post,
-                limiter=limiter,
+                limit=(f"clay:{self.destination.pk}", self.sync.rate_limit),
                 concurrency=max(1, self.sync.concurrency),
                 stop=self.stop,
                 results=self.results,

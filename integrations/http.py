@@ -50,6 +50,11 @@ def register_secret(value: str) -> None:
         _secrets = secrets
 
 
+def registered_secrets() -> list[str]:
+    """Every value redact() hides (for a child process that must hide them too)."""
+    return sorted(_secrets)
+
+
 def redact(text: str) -> str:
     """Replace every registered secret in text with [redacted]."""
     pattern = _secrets_pattern
@@ -462,8 +467,11 @@ def _translate(exc: Exception, request: httpx.Request | None) -> OutboundError:
 _HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 
 
-def _limit() -> int:
+def max_response_bytes() -> int:
     return getattr(settings, "KILN_MAX_RESPONSE_BYTES", 5 * 1024 * 1024)
+
+
+_limit = max_response_bytes
 
 
 class _Body:
@@ -640,6 +648,7 @@ class WebhookPost:
             raise OutboundError(
                 "The URL is not valid: it needs a host name and a valid port.", "invalid_url"
             )
+        self.url = url
         self.host, self.tls = parts.hostname, parts.scheme == "https"
         self.port = port or (443 if self.tls else 80)
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -654,6 +663,15 @@ class WebhookPost:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: set = set()
+
+    def spec(self) -> dict:
+        """What rebuilds this WebhookPost in another process: WebhookPost(**spec)."""
+        return {
+            "url": self.url,
+            "headers": dict(self.headers),
+            "policy": self.policy,
+            "timeout": self.timeout,
+        }
 
     def close(self) -> None:
         with self._lock:

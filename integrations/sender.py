@@ -7,18 +7,21 @@ handed back as a `RowOutcome`; nothing in this module touches the database.
 """
 
 import ctypes
-import gc
 import logging
-import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 
-from integrations import clay, http
+from django.conf import settings
+
+from integrations import clay, http, ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -180,53 +183,74 @@ class Sender:
 # -- the sender process ----------------------------------------------------------------------
 
 # The outcome tuples that cross the pipe, in RowOutcome's field order after the window id.
-_OUTCOME_FIELDS = [f for f in RowOutcome.__dataclass_fields__]
+_OUTCOME_FIELDS = list(RowOutcome.__dataclass_fields__)
+# Module values the child takes from the engine, so both retry alike (tests shorten them).
+_TUNING = ("MAX_ATTEMPTS", "MAX_RATE_LIMITED_ATTEMPTS", "RETRY_BASE_SECONDS", "RETRY_MAX_SECONDS")
 # How long the child gathers outcomes before it sends them on: fewer, larger messages.
 BATCH_SECONDS = 0.002
 CLOSE_TIMEOUT = 10.0
 SENDER_LOST = (
     "The sending process stopped before this row's answer came back; Clay may have received it."
 )
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class SenderProcess:
-    """The Sender in a forked child process: the engine's reading, rendering and recording no
-    longer share a GIL with the HTTP work.
+    """The Sender in a child process: the engine's reading, rendering and recording no longer
+    share a GIL with the HTTP work.
 
     On two cores, one process that read, rendered, recorded and sent reached 60 % of what its
     own client stack could send (bench/README.md): every row's Python work waited for the
-    GIL the sender threads held. Forked, the child inherits the prepared WebhookPost, the
-    limiter and the registered secrets without anything crossing a pipe but rows; it never
-    touches the database. Jobs go over in one message per window, outcomes come back in
-    small batches. The child dies with its parent (PR_SET_PDEATHSIG, and EOF on the pipe),
-    so a worker killed with kill -9 leaves no sender behind; rows it had in flight are the
-    checkpoint's "inflight" ones, flagged `resent` if the run sends them again.
+    GIL the sender threads held. The child is a fresh interpreter that imports only the
+    sending modules (about 33 MiB), not a fork: a forked child kept the pages the engine
+    went on changing, and the pair grew by 30 MiB over a 100k-row run. It never touches the
+    database. What it needs (the webhook URL and headers, the guard's policy, the limit, the
+    secrets to redact) goes over a private socket pair, never argv or the environment; then
+    jobs go over in one message per window and outcomes come back in small batches. It dies
+    with its worker (PR_SET_PDEATHSIG, and EOF on the socket), so a worker killed with kill -9
+    leaves no sender behind; rows it had in flight are the checkpoint's "inflight" ones,
+    flagged `resent` if the run sends them again.
     """
 
-    def __init__(self, *, post, limiter, concurrency, stop: threading.Event, results):
+    def __init__(self, *, post, limit, concurrency, stop: threading.Event, results):
+        """post: an http.WebhookPost (its settings are used, not its connections);
+        limit: (limiter name, rows per second) as for ratelimit.limiter_for."""
         self.stop, self.results = stop, results
         self.outstanding: dict = {}  # (window, key) -> Job until its outcome comes back
         self.lost = False
         self._send_lock = threading.Lock()
         self._stop_sent = False
         self._closing = False
-        parent, child = multiprocessing.Pipe()
-        engine_pid = os.getpid()
-        # os.fork, not multiprocessing.Process: a Celery prefork worker is a daemonic process,
-        # and multiprocessing refuses to start children from one.
-        self.pid = os.fork()
-        if self.pid == 0:  # the child
-            code = 1
-            try:
-                parent.close()
-                _serve(child, post, limiter, concurrency, engine_pid)
-                code = 0
-            except BaseException:
-                logger.exception("The sender process failed")
-            finally:
-                os._exit(code)
-        child.close()
-        self.conn = parent
+        ours, theirs = multiprocessing.Pipe()
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, env.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from integrations.sender import serve; serve()",
+                str(theirs.fileno()),
+                str(os.getpid()),
+            ],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            cwd=_ROOT,
+            env=env,
+        )
+        theirs.close()
+        self.conn = ours
+        self.pid = self.process.pid
+        self._send(
+            {
+                "post": post.spec(),
+                "max_response_bytes": http.max_response_bytes(),
+                "limit": tuple(limit),
+                "redis_url": settings.KILN_RATE_LIMIT_REDIS_URL,
+                "concurrency": concurrency,
+                "secrets": http.registered_secrets(),
+                "tuning": {name: globals()[name] for name in _TUNING},
+            }
+        )
         self.reader = threading.Thread(target=self._read, name="kiln-sender-reader", daemon=True)
         self.reader.start()
 
@@ -244,23 +268,12 @@ class SenderProcess:
         self._pass_stop()
         self._send(("close", None))
         self.reader.join(CLOSE_TIMEOUT)
-        if not self._reaped(CLOSE_TIMEOUT):  # stuck past every timeout: do not wait forever
-            os.kill(self.pid, signal.SIGKILL)
-            self._reaped(None)
+        try:
+            self.process.wait(CLOSE_TIMEOUT)
+        except subprocess.TimeoutExpired:  # stuck past every timeout: do not wait forever
+            self.process.kill()
+            self.process.wait()
         self.conn.close()
-
-    def _reaped(self, timeout) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                pid, _ = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
-            except ChildProcessError:  # already reaped (by a SIGCHLD handler, say)
-                return True
-            if pid:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
 
     def _send(self, message) -> None:
         with self._send_lock:
@@ -353,17 +366,32 @@ class _Outbox:
             pass
 
 
-def _serve(conn, post, limiter, concurrency, engine_pid):
-    """The child: send what the engine passes, until it says close or goes away."""
-    # Objects inherited from the engine are never collected here: leave their pages shared.
-    gc.freeze()
+def serve():
+    """The child's entry point: send what the engine passes, until it says close or goes away."""
+    fd, engine_pid = int(sys.argv[1]), int(sys.argv[2])
     _die_with_parent(engine_pid)
     # Ctrl-C or a worker's warm shutdown is for the engine, which closes this process itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    conn = multiprocessing.connection.Connection(fd)
+    try:
+        spec = conn.recv()
+    except (EOFError, OSError):
+        return
+    settings.configure(KILN_MAX_RESPONSE_BYTES=spec["max_response_bytes"])
+    handler = logging.StreamHandler()
+    handler.addFilter(http.RedactingFilter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    for secret in spec["secrets"]:
+        http.register_secret(secret)
+    globals().update(spec["tuning"])
+    post = http.WebhookPost(**spec["post"])
+    limiter = ratelimit.limiter_for(*spec["limit"], redis_url=spec["redis_url"])
     stop = threading.Event()
     outbox = _Outbox(conn)
-    sender = Sender(post=post, limiter=limiter, concurrency=concurrency, stop=stop, results=outbox)
+    sender = Sender(
+        post=post, limiter=limiter, concurrency=spec["concurrency"], stop=stop, results=outbox
+    )
     try:
         while True:
             kind, payload = conn.recv()
@@ -376,17 +404,21 @@ def _serve(conn, post, limiter, concurrency, engine_pid):
                 break
     except (EOFError, OSError):  # the engine is gone: send nothing more
         stop.set()
-    sender.close()
-    outbox.close()
-    post.close()
+    except BaseException:
+        logger.exception("The sender process failed")
+        raise
+    finally:
+        sender.close()
+        outbox.close()
+        post.close()
 
 
 def _die_with_parent(engine_pid):
-    """Ask Linux to SIGKILL this process when the thread that forked it ends."""
+    """Ask Linux to SIGKILL this process when the engine that started it ends."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the pipe's EOF still stops the child
+    except (OSError, AttributeError):  # not Linux: the socket's EOF still stops the child
         pass
     if os.getppid() != engine_pid:  # the engine died before prctl took effect
         os._exit(0)

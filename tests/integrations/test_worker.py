@@ -193,11 +193,11 @@ def test_a_run_survives_its_worker_being_killed_mid_run(
         sink.stop()
 
 
-def test_a_prefork_worker_sends_through_a_sender_process_it_forks(
+def test_a_prefork_worker_sends_through_a_sender_process_it_starts(
     broker, shared_database_url, tmp_path, monkeypatch
 ):
-    # Production runs the prefork pool, whose pool processes multiprocessing calls daemonic;
-    # the engine forks its sender process from one of them.
+    # Production runs the prefork pool: the engine starts its sender process from a pool
+    # process, and the process goes when the slice ends.
     monkeypatch.setattr(tasks.run_sync_slice, "delay_on_commit", lambda run_id: None)
     directus = FakeDirectus(400, token=DIRECTUS_TOKEN).start()
     sink = FakeSink(token=CLAY_TOKEN).start()
