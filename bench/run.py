@@ -136,6 +136,7 @@ def engine_child(args):
     run = work(run)
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu
+    hwm_after = _status_kib(os.getpid(), "VmHWM:")
     memory.stop()
     received = sink_call(args.sink, "/_stats")["received"] - sink_stats["received"]
     print(
@@ -148,7 +149,10 @@ def engine_child(args):
                 "elapsed": elapsed,
                 "rows_per_s": run.total / elapsed,
                 "received": received,
-                "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                # The engine process's RSS high-water mark when the run ended (VmHWM).
+                "peak_mib": hwm_after / 1024,
+                # ru_maxrss once the harness's own post-run calls are done (see bench/README.md).
+                "maxrss_at_exit_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "sender_peak_mib": memory.child_rss / 1024,
                 "pss_peak_mib": memory.peak / 1024,
                 "cpu_us_per_row": cpu / max(1, run.total) * 1e6,
@@ -160,8 +164,9 @@ def engine_child(args):
 class MemorySampler:
     """Peak PSS of this process plus its children, sampled every 100 ms.
 
-    RSS counts the pages a forked sender process shares with the engine twice; PSS splits
-    each shared page between the processes mapping it, so the sum is what the pair uses.
+    RSS counts the pages the two processes share (the interpreter, shared libraries) once in
+    each; PSS splits every shared page between the processes mapping it, so the sum is what
+    the pair uses.
     """
 
     def __init__(self):
@@ -674,8 +679,9 @@ def engine_section(args, database_url):
                 f"status {r['status']}, sink got {r['received']:,}), peak memory {r['pss_peak_mib']:.0f} MiB "
                 f"PSS (RSS: engine {r['peak_mib']:.0f} MiB, sender process "
                 f"{r['sender_peak_mib']:.0f} MiB), "
-                f"{r['cpu_us_per_row']:.0f} µs CPU per row (both processes); engine peak RSS of "
-                f"each run {_listed(x['peak_mib'] for x in engine[n])} MiB",
+                f"{r['cpu_us_per_row']:.0f} µs CPU per row (both processes); engine RSS high-water "
+                f"at the end of each run {_listed(x['peak_mib'] for x in engine[n])} MiB "
+                f"(ru_maxrss at exit {_listed(x['maxrss_at_exit_mib'] for x in engine[n])})",
                 flush=True,
             )
         if len(sizes) > 1:
