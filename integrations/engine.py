@@ -174,7 +174,12 @@ class Slice:
     def _pipeline(self) -> bool:
         exhausted = False
         while True:
-            while not exhausted and len(self.windows) < WINDOWS_IN_FLIGHT and not self._time_up():
+            # Every slice reads at least one window, however slow its start: progress, always.
+            while (
+                not exhausted
+                and len(self.windows) < WINDOWS_IN_FLIGHT
+                and (self.next_id == 0 or not self._time_up())
+            ):
                 window = self._next_window()
                 if window is None:
                     exhausted = True

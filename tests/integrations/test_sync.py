@@ -317,6 +317,15 @@ def test_a_run_is_claimed_by_one_worker_at_a_time(directus, sink):
     assert engine_api.claim(run.pk, "worker-b")
 
 
+def test_a_slice_out_of_time_before_its_first_read_still_records_one_window(directus, sink):
+    # A slow start (the sender process loading, a slow first Directus page) must not leave
+    # a run that never moves: every slice gets at least one window through.
+    run = start(make_sync(directus, sink, page_size=10))
+    assert engine_api.execute_slice(run.pk, worker_id="a", max_seconds=0) is True
+    assert SyncRun.objects.get(pk=run.pk).total == 10
+    assert run_to_end(run).total == 50
+
+
 def test_a_slice_stops_at_its_time_and_the_next_resumes_from_the_checkpoint(directus, sink):
     sink.delay = 0.02
     run = start(make_sync(directus, sink, concurrency=2))
