@@ -192,25 +192,18 @@ class MemorySampler:
                         continue
                     if int(stat.rsplit(")", 1)[1].split()[1]) == me:
                         pids.append(int(entry))
-            self.peak = max(self.peak, sum(_pss_kib(pid) for pid in pids))
+            self.peak = max(
+                self.peak, sum(_status_kib(pid, "Pss:", "smaps_rollup") for pid in pids)
+            )
             for pid in pids[1:]:
                 self.child_rss = max(self.child_rss, _status_kib(pid, "VmRSS:"))
 
 
-def _status_kib(pid, field):
+def _status_kib(pid, field, file="status"):
+    """A "Field:   123 kB" line of /proc/<pid>/status (or smaps_rollup), in KiB; 0 if gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
             if line.startswith(field):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _pss_kib(pid):
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
                 return int(line.split()[1])
     except OSError:
         pass

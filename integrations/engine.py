@@ -142,7 +142,7 @@ class Slice:
         self.cancelled = False
         self.last_control = 0.0
         self.last_heartbeat = time.monotonic()
-        self.sender = self.post = None
+        self.sender = None
         if run.cancel_requested:
             self._cancel()
 
@@ -164,7 +164,6 @@ class Slice:
                     self.stop.set()
                 if self.sender:
                     self.sender.close()
-                    self.post.close()
         if exhausted:
             self._finish()
             return False
@@ -364,13 +363,13 @@ class Slice:
     def _sender(self) -> SenderProcess:
         if self.sender is None:
             token = self.destination.auth_token.reveal() if self.destination.auth_token_id else None
-            self.post = http.WebhookPost(
+            post = http.WebhookPost(
                 self.destination.webhook_url.reveal(),
                 clay.headers_for(token),
                 timeout=settings.KILN_OUTBOUND_TIMEOUT,
             )
             self.sender = SenderProcess(
-                post=self.post,
+                post=post,  # its settings only: the sender process keeps the connections
                 limit=(f"clay:{self.destination.pk}", self.sync.rate_limit),
                 concurrency=max(1, self.sync.concurrency),
                 stop=self.stop,

@@ -398,16 +398,56 @@ def make_async_client(*, policy=None, timeout=None, max_connections=10, base_url
 # --- Sending ------------------------------------------------------------------------------
 
 
+def _host_port(host: str, port) -> str:
+    return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+
+
 def _where(url: httpx.URL) -> str:
     """host:port only; the path and query of a Clay webhook URL are the secret."""
-    port = url.port or {"https": 443, "http": 80}.get(url.scheme, "")
-    return f"{url.host}:{port}" if ":" not in url.host else f"[{url.host}]:{port}"
+    return _host_port(url.host, url.port or {"https": 443, "http": 80}.get(url.scheme, ""))
 
 
-def _too_large(request: httpx.Request, limit: int) -> OutboundError:
+def _too_large(where: str, limit: int) -> OutboundError:
     size = f"{limit / (1 << 20):g} MB" if limit >= 1 << 20 else f"{limit} bytes"
-    where = _where(request.url)
     return OutboundError(f"The response from {where} is larger than the {size} limit.", "too_large")
+
+
+# The sentences both outbound paths (httpx's and WebhookPost's) give for the same failure.
+
+
+def _timed_out(seconds, doing: str) -> OutboundError:
+    return OutboundError(f"Timed out after {seconds:g} s {doing}.", "timeout")
+
+
+def _tls_error(exc: ssl.SSLError, host: str, where: str) -> OutboundError:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return OutboundError(
+            f"TLS handshake failed: the server's certificate for {host} "
+            f"could not be verified ({exc.verify_message or exc.reason}).",
+            "tls",
+        )
+    return OutboundError(f"TLS handshake with {where} failed ({exc.reason}).", "tls")
+
+
+def _refused(where: str) -> OutboundError:
+    return OutboundError(
+        f"Connection refused by {where} — is the server running and the port right?", "refused"
+    )
+
+
+def _bad_answer(where: str) -> OutboundError:
+    return OutboundError(
+        f"{where} closed the connection or sent an invalid HTTP response.", "protocol"
+    )
+
+
+def _invalid_request(where: str) -> OutboundError:
+    # No detail: the message would quote the offending header value, which may be a token.
+    return OutboundError(f"The request to {where} is not valid HTTP.", "protocol", False)
+
+
+def _reset(where: str, exc: Exception) -> OutboundError:
+    return OutboundError(f"The connection to {where} failed or was reset ({type(exc).__name__}).")
 
 
 def _causes(exc: BaseException):
@@ -429,38 +469,25 @@ def _translate(exc: Exception, request: httpx.Request | None) -> OutboundError:
             httpx.ConnectTimeout: ("connect", f"connecting to {where}"),
             httpx.PoolTimeout: ("pool", f"waiting for a free connection to {where}"),
         }.get(type(exc), ("read", "waiting for the server"))
-        seconds = request.extensions.get("timeout", {}).get(phase) or 0
-        return OutboundError(f"Timed out after {seconds:g} s {doing}.", "timeout")
+        return _timed_out(request.extensions.get("timeout", {}).get(phase) or 0, doing)
     if isinstance(exc, httpx.ConnectError):  # TCP connect or TLS handshake
         causes = list(_causes(exc))
         for cause in causes:
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                return OutboundError(
-                    f"TLS handshake failed: the server's certificate for {request.url.host} "
-                    f"could not be verified ({cause.verify_message or cause.reason}).",
-                    "tls",
-                )
             if isinstance(cause, ssl.SSLError):
-                return OutboundError(f"TLS handshake with {where} failed ({cause.reason}).", "tls")
+                return _tls_error(cause, request.url.host, where)
             if isinstance(cause, ConnectionRefusedError):
-                return OutboundError(
-                    f"Connection refused by {where} — is the server running and the port right?",
-                    "refused",
-                )
+                return _refused(where)
         reason = next((c.strerror for c in causes if isinstance(c, OSError) and c.strerror), None)
         return OutboundError(f"Could not connect to {where} ({reason or 'network error'}).")
     if isinstance(exc, httpx.RemoteProtocolError):
-        return OutboundError(
-            f"{where} closed the connection or sent an invalid HTTP response.", "protocol"
-        )
+        return _bad_answer(where)
     if isinstance(exc, httpx.DecodingError):
         return OutboundError(
             f"{where} sent a response body that could not be decoded.", "protocol", False
         )
     if isinstance(exc, httpx.LocalProtocolError):
-        # No detail: h11 quotes the offending header value, which may be a token.
-        return OutboundError(f"The request to {where} is not valid HTTP.", "protocol", False)
-    return OutboundError(f"The connection to {where} failed or was reset ({type(exc).__name__}).")
+        return _invalid_request(where)
+    return _reset(where, exc)
 
 
 # httpx.InvalidURL and StreamError are not HTTPErrors.
@@ -481,12 +508,12 @@ class _Body:
         self.request, self.limit, self.size, self.chunks = request, limit, 0, []
         declared = response.headers.get("content-length", "")
         if request.method != "HEAD" and declared.isdigit() and int(declared) > limit:
-            raise _too_large(request, limit)
+            raise _too_large(_where(request.url), limit)
 
     def add(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.limit:
-            raise _too_large(self.request, self.limit)
+            raise _too_large(_where(self.request.url), self.limit)
         self.chunks.append(chunk)
 
 
@@ -652,9 +679,7 @@ class WebhookPost:
         self.host, self.tls = parts.hostname, parts.scheme == "https"
         self.port = port or (443 if self.tls else 80)
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.where = (
-            f"{self.host}:{self.port}" if ":" not in self.host else f"[{self.host}]:{self.port}"
-        )
+        self.where = _host_port(self.host, self.port)
         self.headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self.policy = default_policy() if policy is None else policy
         if timeout is None:
@@ -721,54 +746,34 @@ class WebhookPost:
         limit = _limit()
         declared = response.getheader("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise self._too_large(limit)
+            raise _too_large(self.where, limit)
         if response.length is not None:  # read(n) would accept a cut-off body; read() does not
             body = response.read()
         else:  # chunked or until close: never hold more than the limit
             body = response.read(limit + 1)
             if len(body) > limit:
-                raise self._too_large(limit)
+                raise _too_large(self.where, limit)
         if not response.isclosed():  # more than the limit said it would be: do not reuse
             self._drop(connection)
         headers = {k.lower(): v for k, v in response.getheaders()}
         return WebhookResponse(response.status, body, headers)
 
-    def _too_large(self, limit) -> OutboundError:
-        size = f"{limit / (1 << 20):g} MB" if limit >= 1 << 20 else f"{limit} bytes"
-        return OutboundError(
-            f"The response from {self.where} is larger than the {size} limit.", "too_large"
-        )
-
     def _translate(self, exc: Exception, connected: bool) -> OutboundError:
         where = self.where
         if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
             doing = "waiting for the server" if connected else f"connecting to {where}"
-            return OutboundError(f"Timed out after {self.timeout:g} s {doing}.", "timeout")
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return OutboundError(
-                f"TLS handshake failed: the server's certificate for {self.host} "
-                f"could not be verified ({exc.verify_message or exc.reason}).",
-                "tls",
-            )
+            return _timed_out(self.timeout, doing)
         if isinstance(exc, ssl.SSLError):
-            return OutboundError(f"TLS handshake with {where} failed ({exc.reason}).", "tls")
+            return _tls_error(exc, self.host, where)
         if isinstance(exc, ConnectionRefusedError):
-            return OutboundError(
-                f"Connection refused by {where} — is the server running and the port right?",
-                "refused",
-            )
+            return _refused(where)
         if isinstance(exc, http.client.HTTPException):  # a closed socket or a bad answer
-            return OutboundError(
-                f"{where} closed the connection or sent an invalid HTTP response.", "protocol"
-            )
+            return _bad_answer(where)
         if isinstance(exc, ValueError):  # http.client refuses a header with a line break
-            # No detail: the message quotes the offending value, which may be a token.
-            return OutboundError(f"The request to {where} is not valid HTTP.", "protocol", False)
+            return _invalid_request(where)
         if not connected and isinstance(exc, OSError) and exc.strerror:
             return OutboundError(f"Could not connect to {where} ({exc.strerror}).")
-        return OutboundError(
-            f"The connection to {where} failed or was reset ({type(exc).__name__})."
-        )
+        return _reset(where, exc)
 
 
 async def asend(
