@@ -34,6 +34,8 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from integrations import operators  # pure Python: still nothing from Django
+
 DEMO_TOKEN = "kiln-demo-directus-token"
 DEMO_SINK_TOKEN = "kiln-demo-clay-token"
 DEMO_SINK_PATH = "/webhook/demo-published-articles"
@@ -631,57 +633,6 @@ def seed_data(n_articles=300, n_leads=60) -> dict:
 
 # --- Query evaluation ------------------------------------------------------------------------
 
-OPERATORS_BY_TYPE = {
-    "string": {
-        "_eq",
-        "_neq",
-        "_lt",
-        "_lte",
-        "_gt",
-        "_gte",
-        "_in",
-        "_nin",
-        "_null",
-        "_nnull",
-        "_contains",
-        "_ncontains",
-        "_icontains",
-        "_nicontains",
-        "_starts_with",
-        "_nstarts_with",
-        "_istarts_with",
-        "_nistarts_with",
-        "_ends_with",
-        "_nends_with",
-        "_iends_with",
-        "_niends_with",
-        "_empty",
-        "_nempty",
-        "_between",
-        "_nbetween",
-    },
-    "integer": {
-        "_eq",
-        "_neq",
-        "_lt",
-        "_lte",
-        "_gt",
-        "_gte",
-        "_in",
-        "_nin",
-        "_null",
-        "_nnull",
-        "_between",
-        "_nbetween",
-    },
-    "boolean": {"_eq", "_neq", "_null", "_nnull"},
-}
-OPERATORS_BY_TYPE["text"] = OPERATORS_BY_TYPE["string"]
-OPERATORS_BY_TYPE["float"] = OPERATORS_BY_TYPE["integer"]
-OPERATORS_BY_TYPE["timestamp"] = OPERATORS_BY_TYPE["integer"]
-OPERATORS_BY_TYPE["dateTime"] = OPERATORS_BY_TYPE["integer"]
-ALL_OPERATORS = set().union(*OPERATORS_BY_TYPE.values()) | {"_some", "_none"}
-
 
 def normalize(node):
     """Bracket filters arrive as dicts with "0", "1" keys where JSON has lists."""
@@ -826,8 +777,8 @@ class Store:
             inner = test.get("_some", test)
             return any(self.matches(target, r, inner) for r in rows)
         for op, arg in test.items():
-            type_ = "integer" if f.type == "integer" else f.type
-            if op not in OPERATORS_BY_TYPE.get(type_, ALL_OPERATORS):
+            # Directus's own table, as the console's validation uses it.
+            if op not in operators.operators_for_type(f.type):
                 raise invalid_query(
                     f'"{f.type}" field type does not contain the "{op}" filter operator'
                 )
