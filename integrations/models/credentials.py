@@ -108,6 +108,13 @@ class DirectusConnection(models.Model):
     # Cached schema (collections, fields, relations) for the query builder and the mapper.
     schema = OrderedJSONField(null=True, blank=True)
     schema_fetched_at = models.DateTimeField(null=True, blank=True)
+    # What /server/info said last (version, queryLimit default/max, rateLimit), and when: runs
+    # cap their page size to it, the sync form refuses a larger one.
+    server_info = models.JSONField(default=dict, blank=True)
+    server_info_at = models.DateTimeField(null=True, blank=True)
+    # The Directus user id the token acts as (/users/me): a relay skips Flow events whose
+    # $accountability.user is the write-back connection's own user (Kiln's own writes).
+    directus_user_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
         db_table = "kiln_directus_connection"

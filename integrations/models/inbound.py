@@ -33,6 +33,11 @@ class InboundRoute(models.Model):
     secret_set_at = models.DateTimeField(default=timezone.now)
     # Relay: read the whole item from Directus, so an update sends the full row.
     fetch_full_item = models.BooleanField(default=True)
+    # Relay: also relay events caused by Kiln's own write-back (off: they would loop in Clay).
+    relay_own_writes = models.BooleanField(default=False)
+    # Write-back: [{"column": "Full Name", "field": "full_name", "cast": ""}], so Clay can send
+    # its own column names; empty means the rows already use Directus field names.
+    mapping = models.JSONField(default=list, blank=True)
     # Set once "Install relay in Directus" created the Flow, so a re-install updates it.
     flow_id = models.CharField(max_length=64, blank=True)
     flow_operation_id = models.CharField(max_length=64, blank=True)

@@ -54,6 +54,9 @@ class Sync(models.Model):
         max_length=10, choices=WriteMode.choices, default=WriteMode.UPSERT
     )
     match_field = models.CharField(max_length=100, blank=True)
+    # Upsert: "Ann@X.com" matches "ann@x.com" (Directus 12.4 refuses _ieq on strings, so the
+    # lookup reads candidates with _icontains and compares folded values itself).
+    match_ignore_case = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
