@@ -255,26 +255,49 @@ def make_item(i: int) -> dict:
 
 class FakeDirectus(LoopbackServer):
     """GET/SEARCH /items/<collection> over generated items: filter (JSON or brackets), sort by
-    the pk, limit, fields, meta=filter_count/total_count; Bearer token required."""
+    the pk, limit, offset, fields, meta=filter_count/total_count, aggregate[max]; Bearer token
+    required; /server/info with queryLimit. As Directus 12.4: `_gt` on a string (uuid) key is a
+    400, and so is a limit above `query_limit_max`."""
 
-    def __init__(self, n=100, *, collection="articles", token="directus-test-token", items=None):
+    def __init__(
+        self,
+        n=100,
+        *,
+        collection="articles",
+        token="directus-test-token",
+        items=None,
+        pk="id",
+        query_limit_max=None,
+    ):
         super().__init__()
         self.collection = collection
         self.token = token
+        self.pk = pk
+        self.query_limit_max = query_limit_max
         self.items = list(items) if items is not None else [make_item(i) for i in range(1, n + 1)]
-        self.ids = [item["id"] for item in self.items]
         self.requests = 0
+        self.queries = []  # every items query, as parsed
         self.fail_next = []  # statuses to answer for the next item requests
+        self._sort()
 
-    def touch(self, ids, when: str):
-        """Set date_updated on some items (to test incremental syncs)."""
+    def _sort(self):
+        self.items.sort(key=lambda item: item[self.pk])
+        self.ids = [item[self.pk] for item in self.items]
+
+    def touch(self, ids, when: str, **changes):
+        """Set date_updated (and other fields) on some items (to test incremental syncs)."""
         for item in self.items:
-            if item["id"] in ids:
+            if item[self.pk] in ids:
                 item["date_updated"] = when
+                item.update(changes)
 
     def remove(self, ids):
-        self.items = [item for item in self.items if item["id"] not in ids]
-        self.ids = [item["id"] for item in self.items]
+        self.items = [item for item in self.items if item[self.pk] not in ids]
+        self._sort()
+
+    def add(self, items):
+        self.items += list(items)
+        self._sort()
 
     async def respond(self, method, target, headers, body):
         parts = urlsplit(target)
@@ -284,6 +307,9 @@ class FakeDirectus(LoopbackServer):
             return json_answer(
                 401, directus_error("Invalid user credentials.", "INVALID_CREDENTIALS")
             )
+        if parts.path == "/server/info":
+            limit = {"default": 100, "max": self.query_limit_max or -1}
+            return json_answer(200, {"data": {"version": "12.4.0", "queryLimit": limit}})
         if parts.path != f"/items/{self.collection}" or method not in ("GET", "SEARCH"):
             return json_answer(
                 403, directus_error("You don't have permission to access this.", "FORBIDDEN")
@@ -294,25 +320,53 @@ class FakeDirectus(LoopbackServer):
             return json_answer(status, directus_error("Service Unavailable", "SERVICE_UNAVAILABLE"))
         try:
             query = parse_query(parts.query) if method == "GET" else json.loads(body)["query"]
+            self.queries.append(query)
+            refusal = self.refuse(query)
+            if refusal:
+                return json_answer(400, directus_error(refusal, "INVALID_QUERY"))
             return json_answer(200, self.select(query))
         except (ValueError, KeyError, TypeError) as exc:
             return json_answer(400, directus_error(f"Invalid query: {exc}", "INVALID_QUERY"))
 
+    def refuse(self, query: dict) -> str:
+        """Directus's 400 message for what it refuses, or ""."""
+        limit = int(query.get("limit", 100))
+        if self.query_limit_max and limit > self.query_limit_max:
+            return f'"limit" must be less than or equal to {self.query_limit_max}'
+        if (
+            self.ids
+            and isinstance(self.ids[0], str)
+            and f'"{self.pk}": {{"_gt"' in json.dumps(query.get("filter") or {})
+        ):
+            return 'Invalid query. "uuid" field type does not contain the "_gt" filter operator.'
+        return ""
+
     def select(self, query: dict) -> dict:
         condition = query.get("filter") or {}
-        sort = query.get("sort") or ["id"]
+        if query.get("aggregate[max]"):
+            names = query["aggregate[max]"].split(",")
+            rows = [i for i in self.items if matches(i, condition)]
+            top = {n: max((i[n] for i in rows if i.get(n)), default=None) for n in names}
+            return {"data": [{"max": top}]}
+        sort = query.get("sort") or [self.pk]
         sort = sort.split(",") if isinstance(sort, str) else sort
         limit = int(query.get("limit", 100))
+        if self.query_limit_max and limit < 0:
+            limit = self.query_limit_max  # observed: limit=-1 is cut to QUERY_LIMIT_MAX silently
+        offset = int(query.get("offset") or 0)
         fields = query.get("fields")
         fields = fields.split(",") if isinstance(fields, str) else fields
-        start = lower_bound(condition, self.ids)  # keyset reads start at the cursor
-        descending = sort[0] == "-id"
+        start = lower_bound(condition, self.ids, self.pk)  # keyset reads start at the cursor
+        descending = sort[0] == f"-{self.pk}"
         pool = reversed(self.items) if descending else self.items[start:]
         data = []
         for item in pool:
             if limit >= 0 and len(data) >= limit:
                 break
             if matches(item, condition):
+                if offset:
+                    offset -= 1
+                    continue
                 data.append(pick(item, fields))
         answer = {"data": data}
         meta = query.get("meta")
@@ -349,12 +403,12 @@ def parse_query(query_string: str) -> dict:
     return query
 
 
-def lower_bound(condition: dict, ids: list) -> int:
-    """Index of the first item an `id > x` in the filter's top-level AND allows."""
+def lower_bound(condition: dict, ids: list, pk="id") -> int:
+    """Index of the first item a `pk > x` in the filter's top-level AND allows."""
     terms = condition.get("_and", [condition]) if isinstance(condition, dict) else []
     start = 0
     for term in terms:
-        gt = (term.get("id") or {}).get("_gt") if isinstance(term, dict) else None
+        gt = (term.get(pk) or {}).get("_gt") if isinstance(term, dict) else None
         if gt is not None:
             start = max(start, bisect.bisect_right(ids, type(ids[0])(gt)) if ids else 0)
     return start

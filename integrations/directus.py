@@ -25,6 +25,13 @@ _MAX_QUERY_STRING = 6000
 _TRANSIENT_STATUSES = {408, 429, 502, 503, 504}
 _FIELD_RE = re.compile(r'field "([^"]+)" in collection "([^"]+)"')
 _COLLECTION_RE = re.compile(r'collection "([^"]+)"')
+_LIMIT_MAX_RE = re.compile(r'"limit" must be less than or equal to (\d+)')
+# Rows re-read at the start of each offset page to check the page still lines up.
+OFFSET_OVERLAP = 8
+# The shortest wait after a 429: Directus's "Retry-After: 0" means "within this second".
+RATE_LIMIT_FLOOR = 0.25
+# Times an offset read may start over because rows before it moved, before it gives up.
+MAX_RESCANS = 3
 _RETRY_IN_MESSAGE_RE = re.compile(r"retry after (\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
 _SKIPPED = "Skipped: an earlier stage failed."
 _SAME_ANSWER = "Directus gives the same answer for both."
@@ -90,6 +97,11 @@ class ItemsPage:
     meta: dict | None
     status: int
     elapsed_ms: int
+    # Set by iter_items: where to resume after this page, the page size the server allowed,
+    # and whether the read started over (the caller drops rows it already has).
+    cursor: object = None
+    limit: int | None = None
+    rescanned: bool = False
 
 
 @dataclass
@@ -102,13 +114,25 @@ class Stage:
 
 
 class DirectusClient:
-    def __init__(self, base_url, token, *, client: httpx.Client | None = None, timeout=None):
+    def __init__(
+        self,
+        base_url,
+        token,
+        *,
+        client: httpx.Client | None = None,
+        timeout=None,
+        rate_limit_wait: float = 0.0,
+    ):
+        """`rate_limit_wait`: seconds a call may spend waiting out Directus's rate limiter
+        (429) before it fails; 0 fails at once, for callers with their own retry loop."""
         self.base_url = (base_url or "").strip().rstrip("/")
         self.token = token or ""
         http.register_secret(self.token)
         self._owns_client = client is None
         self._client = client if client is not None else http.make_client(timeout=timeout)
         self.last_elapsed_ms = 0
+        self.rate_limit_wait = rate_limit_wait
+        self.rate_limited_ms = 0  # time spent waiting for the rate limiter, for "waited" notes
 
     def __enter__(self):
         return self
@@ -224,39 +248,119 @@ class DirectusClient:
         after=None,
         pages=False,
     ):
-        """Yield every matching item (or each ItemsPage), reading by keyset on the primary key.
+        """Yield every matching item (or each ItemsPage, with `.cursor` to resume after it).
 
-        Each page asks for `pk > last seen` sorted by pk, so rows added or removed during the read
-        never shift later pages the way offset paging does, and only one page is held at a time.
-        The read ends on an empty page, not a short one: a server with QUERY_LIMIT_MAX below
-        page_size may return fewer rows than asked without meaning "no more".
+        Integer keys are read by keyset: each page asks for `pk > last seen` sorted by pk, so
+        rows added or removed during the read never shift later pages. Directus has no range
+        operators on uuid or string keys (400 "uuid" field type does not contain the "_gt"
+        filter operator), so those are read by offset, sorted by pk, each page overlapping the
+        end of the one before by OFFSET_OVERLAP rows: the last key seen is looked for in the
+        overlap, and a page that no longer lines up (rows before it were added or removed)
+        continues right after that key. When the key is gone from the overlap, the read starts
+        again from the top with `rescan` set on the cursor and on every page after it: the
+        caller then drops the rows it already has (see ItemsPage.rescanned).
+
+        The first page decides the method (its keys are JSON integers or not), so no schema
+        read is needed: a narrow token may not read /fields. The read ends on an empty page,
+        not a short one: a server may return fewer rows than asked without meaning "no more".
+        A page size above the server's QUERY_LIMIT_MAX is lowered to it when Directus says so.
         """
         fields = _fields_with_pk(fields, pk)
         cursor = after
+        if isinstance(cursor, str):
+            # A string cursor from before offset reads: its position is unknown, so start over.
+            cursor = {"offset": 0, "rescan": 1}
         while True:
-            after_cursor = None if cursor is None else {pk: {"_gt": cursor}}
-            conditions = [c for c in (filter, after_cursor) if c]
-            query = {"sort": [pk], "limit": page_size}
-            if conditions:
-                query["filter"] = conditions[0] if len(conditions) == 1 else {"_and": conditions}
-            if fields:
-                query["fields"] = fields
-            page = self._read(collection, query)
-            if not page.data:
+            if isinstance(cursor, dict):
+                page, cursor = self._offset_page(collection, pk, page_size, filter, fields, cursor)
+            else:
+                page, cursor = self._keyset_page(collection, pk, page_size, filter, fields, cursor)
+            if page is None:
                 return
-            last = page.data[-1].get(pk) if isinstance(page.data[-1], dict) else None
-            if last is None or last == cursor:
-                raise DirectusError(
-                    f'Keyset read of "{collection}" cannot continue: the items carry no "{pk}" '
-                    "value to continue from (is the primary key readable?).",
-                    code="KEYSET_STUCK",
-                    collection=collection,
-                )
-            cursor = last
+            page_size = page.limit or page_size
+            if not page.data:
+                continue  # a rescan begins: the next round starts from the top
             if pages:
                 yield page
             else:
                 yield from page.data
+
+    def _keyset_page(self, collection, pk, page_size, filter, fields, cursor):
+        after = None if cursor is None else {pk: {"_gt": cursor}}
+        page = self._read_capped(collection, _query(filter, after, fields, [pk], page_size))
+        if not page.data:
+            return None, cursor
+        last = _key(page.data[-1], pk)
+        if last is None or last == cursor:
+            raise DirectusError(
+                f'Reading "{collection}" cannot continue: the items carry no "{pk}" value to '
+                "continue from (is the primary key readable?).",
+                code="KEYSET_STUCK",
+                collection=collection,
+            )
+        if cursor is None and not all(_is_int(_key(item, pk)) for item in page.data):
+            # uuid or string keys: no _gt on them, so the rest is read by offset.
+            page.cursor = {"offset": len(page.data), "last": last}
+        else:
+            page.cursor = last
+        return page, page.cursor
+
+    def _offset_page(self, collection, pk, page_size, filter, fields, cursor):
+        offset, last = int(cursor.get("offset") or 0), cursor.get("last")
+        rescans = int(cursor.get("rescan") or 0)
+        page_size = max(2, page_size)
+        overlap = min(offset, OFFSET_OVERLAP, page_size // 2) if last is not None else 0
+        query = _query(filter, None, fields, [pk], page_size)
+        query["offset"] = offset - overlap
+        page = self._read_capped(collection, query)
+        keys = [_key(item, pk) for item in page.data]
+        start = 0
+        if overlap:
+            where = _index_of(keys, last)
+            if where is None:
+                # The last key read is not where it was, nor nearby: rows before it changed
+                # more than the overlap covers, or it was deleted. Read again from the top;
+                # the caller drops what it already has.
+                if rescans >= MAX_RESCANS:
+                    raise DirectusError(
+                        f'Reading "{collection}" stopped: rows before the read position were '
+                        f"added or deleted {rescans + 1} times while Kiln read, so the pages no "
+                        "longer line up. Run again when the collection is quieter.",
+                        code="READ_SHIFTED",
+                        collection=collection,
+                    )
+                page.data, page.rescanned = [], True
+                page.cursor = {"offset": 0, "rescan": rescans + 1}
+                return page, page.cursor
+            start = where + 1
+        page.data, keys = page.data[start:], keys[start:]
+        if not page.data:
+            return None, cursor
+        if any(k is None for k in keys):
+            raise DirectusError(
+                f'Reading "{collection}" cannot continue: the items carry no "{pk}" value '
+                "(is the primary key readable?).",
+                code="KEYSET_STUCK",
+                collection=collection,
+            )
+        page.cursor = {"offset": offset - overlap + start + len(page.data), "last": keys[-1]}
+        if rescans:
+            page.cursor["rescan"] = rescans
+        page.rescanned = bool(rescans)
+        return page, page.cursor
+
+    def _read_capped(self, collection, query) -> ItemsPage:
+        """Read one page; a limit above the server's QUERY_LIMIT_MAX is lowered to it once."""
+        try:
+            page = self._read(collection, query)
+        except DirectusError as exc:
+            cap = query_limit_from_error(exc)
+            if cap is None or cap >= int(query.get("limit") or 0):
+                raise
+            query = {**query, "limit": cap}
+            page = self._read(collection, query)
+            page.limit = cap
+        return page
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -282,7 +386,22 @@ class DirectusClient:
             return None
         return _json(response, method, path).get("data")
 
-    def _request(self, method, path, *, params=None, body=None, auth=True, **context):
+    def _request(self, method, path, **kwargs):
+        waited = 0.0
+        while True:
+            try:
+                return self._request_once(method, path, **kwargs)
+            except DirectusError as exc:
+                if exc.status != 429 or waited >= self.rate_limit_wait:
+                    raise
+                pause = min(
+                    max(RATE_LIMIT_FLOOR, exc.retry_after or 0.0), self.rate_limit_wait - waited
+                )
+                time.sleep(pause)
+                waited += pause
+                self.rate_limited_ms += int(pause * 1000)
+
+    def _request_once(self, method, path, *, params=None, body=None, auth=True, **context):
         headers = {"Accept": "application/json"}
         if auth and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -474,23 +593,32 @@ def _from_response(response, method, path, collection=None, item=None) -> Direct
 
 
 def _retry_after(response, message) -> float | None:
-    """Seconds from Retry-After (delta or HTTP date; "0" is 0.0), else Directus's "retry after 699ms"."""
+    """Seconds to wait: Retry-After (delta or HTTP date), else Directus's "retry after 699ms".
+
+    Directus rounds Retry-After to whole seconds, so in the second half of its window it
+    says "0" while its message says "retry after 462ms": the message wins over a "0", and
+    a bare "0" still means "later within this second" (RATE_LIMIT_FLOOR), never "now".
+    """
+    seconds = None
     value = (response.headers.get("retry-after") or "").strip()
     if value:
         try:
-            return max(0.0, float(value))
+            seconds = max(0.0, float(value))
         except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-            when = when if when.tzinfo else when.replace(tzinfo=UTC)
-            return max(0.0, (when - datetime.now(UTC)).total_seconds())
-        except (TypeError, ValueError):
-            pass
-    match = _RETRY_IN_MESSAGE_RE.search(message) if response.status_code == 429 else None
-    if not match:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+                when = when if when.tzinfo else when.replace(tzinfo=UTC)
+                seconds = max(0.0, (when - datetime.now(UTC)).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    if response.status_code != 429 or seconds:
+        return seconds
+    match = _RETRY_IN_MESSAGE_RE.search(message)
+    if match:
+        seconds = float(match.group(1)) / (1000 if match.group(2).lower() == "ms" else 1)
+    if seconds is None:
         return None
-    return float(match.group(1)) / (1000 if match.group(2).lower() == "ms" else 1)
+    return max(RATE_LIMIT_FLOOR, seconds)
 
 
 def _explain(e: DirectusError) -> str:
@@ -605,6 +733,47 @@ def _fields_with_pk(fields, pk):
     if pk not in names and "*" not in names:
         names.append(pk)
     return names
+
+
+def _query(filter, after, fields, sort, limit) -> dict:
+    conditions = [c for c in (filter, after) if c]
+    query = {"sort": sort, "limit": limit}
+    if conditions:
+        query["filter"] = conditions[0] if len(conditions) == 1 else {"_and": conditions}
+    if fields:
+        query["fields"] = fields
+    return query
+
+
+def _key(item, pk):
+    return item.get(pk) if isinstance(item, dict) else None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _index_of(keys, key) -> int | None:
+    try:
+        return keys.index(key)
+    except ValueError:
+        return None
+
+
+def query_limit_from_error(exc: DirectusError) -> int | None:
+    """QUERY_LIMIT_MAX from Directus's 400 '"limit" must be less than or equal to 500'."""
+    if exc.status != 400:
+        return None
+    match = _LIMIT_MAX_RE.search(f"{exc.message} {exc.reason}")
+    return int(match.group(1)) if match else None
+
+
+def query_limit_max(info: dict | None) -> int | None:
+    """The largest page /server/info allows (None: no limit, or the server did not say)."""
+    limit = ((info or {}).get("queryLimit") or {}).get("max")
+    if not _is_int(limit) or limit <= 0:
+        return None
+    return limit
 
 
 def _encode_params(params) -> list[tuple[str, str]]:

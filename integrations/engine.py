@@ -37,6 +37,9 @@ WINDOWS_IN_FLIGHT = 2
 # How often the coordinator looks for a cancel and proves its lease is still its own.
 CONTROL_INTERVAL = 0.5
 READ_ATTEMPTS = 5
+# A read refused by Directus's rate limiter is retried for this long, not a number of times:
+# under a 20 requests/s limiter a page can be refused many times in a row.
+RATE_LIMITED_READ_SECONDS = 120.0
 Status = RowResult.Status
 # The order of the row tuples _flush writes.
 RESULT_FIELDS = [
@@ -120,7 +123,12 @@ class Slice:
         self.deadline = time.monotonic() + max_seconds
         checkpoint = run.checkpoint or {}
         self.cursor = checkpoint.get("after")
-        self.hwm = checkpoint.get("hwm", "")
+        # Rows at the high-water mark: {key: item hash}. Directus answers dateTime values in
+        # whole seconds, so the next run reads `>= mark` and skips these if unchanged.
+        self.at_mark = checkpoint.get("at_mark") or {}  # the previous run's boundary
+        self.hwm = checkpoint.get("hwm", run.since)
+        self.boundary = dict(checkpoint.get("boundary", self.at_mark))
+        self.cap = checkpoint.get("cap")  # newest change time when the read began
         self.possibly_sent = set(checkpoint.get("inflight", []))
         self.already_recorded = (
             set(
@@ -151,8 +159,12 @@ class Slice:
     def work(self) -> bool:
         """Work until the source ends or time is up; True if the run has more to do."""
         self.render = self._renderer()
-        with self.sync.saved_query.connection.client() as directus:
+        connection = self.sync.saved_query.connection
+        with connection.client() as directus:
             self.directus = directus
+            self.page_size = connection.page_size_for(self.sync.page_size, directus)
+            if self.cap is None and self._incremental():
+                self.cap = sources.newest_change(directus, self.sync, self.run.since) or ""
             self.source = self._open_source(self.cursor)
             try:
                 if not self.run.dry_run and not self.drain:
@@ -204,24 +216,39 @@ class Slice:
 
     # -- reading and preparing rows ------------------------------------------------------
 
+    def _incremental(self) -> bool:
+        return self.sync.mode == self.sync.Mode.INCREMENTAL and not self.run.retry_of_id
+
     def _open_source(self, after):
         if self.run.retry_of_id:
-            return sources.retry_windows(self.directus, self.run, after=after)
-        return sources.query_windows(self.directus, self.sync, since=self.run.since, after=after)
+            return sources.retry_windows(
+                self.directus, self.run, after=after, page_size=self.page_size
+            )
+        return sources.query_windows(
+            self.directus, self.sync, since=self.run.since, after=after, page_size=self.page_size
+        )
 
     def _next_window(self) -> Window | None:
         """Read and prepare the next page; None when the source is exhausted (or failed)."""
         if self.read_failed:
             return None
-        for attempt in range(1, READ_ATTEMPTS + 1):
+        attempt, limited_until = 0, None
+        while True:
             try:
                 page = next(self.source)
                 break
             except StopIteration:
                 return None
             except DirectusError as exc:
-                if not exc.transient or attempt == READ_ATTEMPTS:
-                    # Rows never read get no result: the run ends failed, saying why.
+                attempt += 1
+                if exc.status == 429:
+                    # Waited out for a while, however many refusals that takes.
+                    limited_until = limited_until or time.monotonic() + RATE_LIMITED_READ_SECONDS
+                    give_up = time.monotonic() >= limited_until
+                else:
+                    give_up = not exc.transient or attempt >= READ_ATTEMPTS
+                if give_up:
+                    # Rows never read get no result: the run ends saying how many were not read.
                     self.failure = f"Reading Directus failed: {exc.explain()}"
                     self.read_failed = True
                     return None
@@ -231,15 +258,61 @@ class Slice:
         self.cursor = page.cursor
         return self._prepare(page)
 
+    def _not_yet_recorded(self, items):
+        """After a read started over: drop rows this run already recorded or has in flight."""
+        keys = [key for key, _ in items]
+        taken = set(
+            RowResult.objects.filter(run=self.run, row_key__in=keys).values_list(
+                "row_key", flat=True
+            )
+        )
+        for window in self.windows:
+            taken.update(j.key for j in window.jobs)
+            taken.update(o.key for o in window.outcomes)
+        return [(key, item) for key, item in items if key not in taken]
+
+    def _track_mark(self, items):
+        """Move the high-water mark over the rows read; drop rows the last run saw at its mark.
+
+        Rows changed after the read began (newer than `cap`) do not move the mark: the next
+        run reads them again, so a change made mid-run is never missed.
+        """
+        kept, seen = [], []
+        for key, item in items:
+            stamp = sources.timestamp_of(item, self.sync)
+            digest = sources.item_hash(item)
+            if stamp and stamp == self.run.since and self.at_mark.get(key) == digest:
+                seen.append(key)  # read by the last run at its mark, unchanged since
+                continue
+            kept.append((key, item))
+            if not stamp or (self.cap and stamp > self.cap):
+                continue
+            if stamp > self.hwm:
+                self.hwm, self.boundary = stamp, {key: digest}
+            elif stamp == self.hwm:
+                self.boundary[key] = digest
+        return kept, seen
+
     def _prepare(self, page) -> Window:
         window = Window(self.next_id, page.cursor)
         self.next_id += 1
         pk, sync = self.sync.row_key, self.sync
         items = [(sources.key_of(item, pk), item) for item in page.items]
         items = [(key, item) for key, item in items if key not in self.already_recorded]
-        if sync.mode == sync.Mode.INCREMENTAL:
-            stamps = [sources.timestamp_of(item, sync) for _, item in items]
-            self.hwm = max([self.hwm, *stamps])
+        if getattr(page, "rescanned", False):
+            items = self._not_yet_recorded(items)
+        if self._incremental():
+            items, seen = self._track_mark(items)
+            window.outcomes += [
+                RowOutcome(
+                    key,
+                    Status.SKIPPED,
+                    error_code="AT_MARK",
+                    error_message="Unchanged since the last run read it at its high-water mark: "
+                    "not sent again.",
+                )
+                for key in seen
+            ]
         for key in page.missing:
             window.outcomes.append(
                 RowOutcome(
@@ -429,7 +502,10 @@ class Slice:
         inflight = [j.key for w in self.windows for j in w.jobs]
         if upcoming:
             inflight += [j.key for j in upcoming.jobs]
-        return {"after": after, "inflight": inflight, "hwm": self.hwm}
+        checkpoint = {"after": after, "inflight": inflight, "hwm": self.hwm}
+        if self._incremental():
+            checkpoint.update(boundary=self.boundary, at_mark=self.at_mark, cap=self.cap)
+        return checkpoint
 
     def _save_inflight(self, window: Window):
         """Before its rows go out, note them as in flight (a crash may then send them twice)."""
@@ -526,14 +602,20 @@ class Slice:
             .get()
         )
         status = SyncRun.final_status(counts, cancelled=self.cancelled, failure=self.failure)
+        checkpoint = {**(self.run.checkpoint or {}), "inflight": []}
+        if self.read_failed:
+            # The run page offers to resume reading from `after`; these rows have no result.
+            checkpoint["read_failed"] = True
         changes = dict(
             status=status,
             finished_at=timezone.now(),
             lease_owner="",
             lease_expires_at=None,
-            checkpoint={**(self.run.checkpoint or {}), "inflight": []},
+            checkpoint=checkpoint,
         )
-        if self.sync.mode == self.sync.Mode.INCREMENTAL and not self.run.retry_of_id:
+        if self._incremental() and not self.read_failed and not self.cancelled:
+            # The read is complete: the mark moves whatever happened to single rows (their
+            # failures stay retryable), so the next run does not resend everything.
             changes["high_water_mark"] = self.hwm or self.run.since
         if self.failure:
             changes["last_error"] = self.failure

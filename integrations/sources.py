@@ -4,8 +4,11 @@ A source yields `Window`s (one Directus page each) with the cursor to resume aft
 the engine holds one or two pages at a time whatever the size of the collection.
 """
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
+from integrations.directus import DirectusError
 from integrations.models import RowResult, SyncRun
 
 # Incremental syncs compare this field, and fall back to date_created for items never updated.
@@ -17,6 +20,8 @@ class Window:
     cursor: object  # JSON value: resume after it
     items: list
     missing: list = field(default_factory=list)  # keys asked for that Directus no longer has
+    # The read started over (rows before its position moved): items may repeat earlier ones.
+    rescanned: bool = False
 
 
 def key_of(item, pk) -> str:
@@ -31,29 +36,67 @@ def timestamp_of(item, sync) -> str:
     return str(value) if value else ""
 
 
+def item_hash(item) -> str:
+    """A digest of the item as Directus answered it, to tell a row changed within one second."""
+    text = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def changed_since(sync, since: str) -> dict:
-    """The Directus filter for items changed after `since` (date_created if never updated)."""
+    """The Directus filter for items changed at or after `since` (date_created if never updated).
+
+    `>=`, not `>`: Directus stores dateTime with milliseconds but answers whole seconds, so a
+    row changed later within the mark's second still compares equal to the mark. The rows the
+    last run already read at its mark are skipped by the engine when unchanged (their hash).
+    """
     ts = sync.timestamp_field or UPDATED
     if ts != UPDATED:
-        return {ts: {"_gt": since}}
+        return {ts: {"_gte": since}}
     return {
         "_or": [
-            {UPDATED: {"_gt": since}},
-            {"_and": [{UPDATED: {"_null": True}}, {CREATED: {"_gt": since}}]},
+            {UPDATED: {"_gte": since}},
+            {"_and": [{UPDATED: {"_null": True}}, {CREATED: {"_gte": since}}]},
         ]
     }
 
 
-def last_high_water_mark(sync) -> str:
-    """The mark of the last successful full read (retries and dry runs do not move it)."""
+def last_mark(sync) -> tuple[str, dict]:
+    """(mark, {key: hash} of the rows at it) of the last incremental run whose read completed.
+
+    A run moves the mark when it read everything, whatever happened to single rows; retries,
+    dry runs and runs whose read stopped do not move it.
+    """
     run = (
-        SyncRun.objects.filter(sync=sync, status=SyncRun.Status.SUCCEEDED, dry_run=False)
+        SyncRun.objects.filter(sync=sync, dry_run=False)
         .exclude(trigger=SyncRun.Trigger.RETRY)
         .exclude(high_water_mark="")
         .order_by("-created_at", "-id")
         .first()
     )
-    return run.high_water_mark if run else ""
+    if run is None:
+        return "", {}
+    return run.high_water_mark, (run.checkpoint or {}).get("boundary") or {}
+
+
+def newest_change(directus, sync, since: str = "") -> str | None:
+    """The newest change time among the rows the run will read, as the read begins.
+
+    The mark never moves past it, so a row changed while the run reads is read again next
+    time. None when Directus will not aggregate for this token (the mark is then not capped).
+    """
+    plan = plan_for(sync, since)
+    ts = sync.timestamp_field or UPDATED
+    names = [ts] + ([CREATED] if ts == UPDATED else [])
+    params = {"aggregate[max]": ",".join(names)}
+    if plan.filter:
+        params["filter"] = plan.filter
+    try:
+        page = directus.list_items(plan.collection, params)
+    except DirectusError:
+        return None
+    row = page.data[0] if page.data and isinstance(page.data[0], dict) else {}
+    values = [str(v) for v in ((row.get("max") or {}).values()) if v]
+    return max(values) if values else None
 
 
 def _all_of(*conditions):
@@ -104,13 +147,14 @@ def count_rows(directus, sync, since: str = "") -> int | None:
     return int(count) if count is not None else None
 
 
-def query_windows(directus, sync, *, since="", after=None):
-    """Keyset pages of the sync's saved query, from after `after`."""
+def query_windows(directus, sync, *, since="", after=None, page_size=None):
+    """Pages of the sync's saved query, from after `after` (see DirectusClient.iter_items)."""
     plan = plan_for(sync, since)
+    page_size = page_size or sync.page_size
     pages = directus.iter_items(
         plan.collection,
         pk=sync.row_key,
-        page_size=sync.page_size,
+        page_size=page_size,
         filter=plan.filter,
         fields=plan.fields,
         after=after,
@@ -122,22 +166,23 @@ def query_windows(directus, sync, *, since="", after=None):
             for item in items:
                 for name in plan.added_fields:
                     item.pop(name, None)
-        yield Window(items[-1].get(sync.row_key), items)
+        yield Window(page.cursor, items, rescanned=page.rescanned)
 
 
-def retry_windows(directus, run, *, after=None):
+def retry_windows(directus, run, *, after=None, page_size=None):
     """The failed rows of `run.retry_of`, re-read from Directus a page at a time.
 
     The cursor is the id of the original row result, so the order does not depend on how
     the keys sort; rows Directus no longer has come back as `missing`.
     """
     sync = run.sync
+    page_size = page_size or sync.page_size
     failed = RowResult.objects.filter(
         run_id=run.retry_of_id, status=RowResult.Status.FAILED
     ).order_by("id")
     cursor = after or 0
     while True:
-        chunk = list(failed.filter(id__gt=cursor).values_list("id", "row_key")[: sync.page_size])
+        chunk = list(failed.filter(id__gt=cursor).values_list("id", "row_key")[:page_size])
         if not chunk:
             return
         cursor = chunk[-1][0]
@@ -147,7 +192,7 @@ def retry_windows(directus, run, *, after=None):
         for page in directus.iter_items(
             plan.collection,
             pk=sync.row_key,
-            page_size=sync.page_size,
+            page_size=page_size,
             filter={sync.row_key: {"_in": keys}},
             fields=plan.fields,
             pages=True,

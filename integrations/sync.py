@@ -29,6 +29,10 @@ from integrations.models import ClayDestination, RowResult, Sync, SyncRun
 logger = logging.getLogger(__name__)
 
 
+# Seconds a run's start (its count) waits out Directus's rate limiter before it gives up.
+RATE_LIMIT_WAIT = 10.0
+
+
 class SyncError(Exception):
     """A run that cannot start; the message is for a person."""
 
@@ -39,9 +43,9 @@ class SyncError(Exception):
 def start_run(sync, *, started_by=None, trigger="manual", dry_run=False, retry_of=None) -> SyncRun:
     """Create a queued run and queue its first slice after commit; SyncError if it may not run."""
     _check_runnable(sync, trigger)
-    since = ""
+    since, at_mark = "", {}
     if sync.mode == Sync.Mode.INCREMENTAL and retry_of is None:
-        since = sources.last_high_water_mark(sync)
+        since, at_mark = sources.last_mark(sync)
     expected = retry_of.failed if retry_of is not None else _count(sync, since)
     if not dry_run and expected is not None:
         _check_cap(sync.destination, expected)
@@ -62,6 +66,7 @@ def start_run(sync, *, started_by=None, trigger="manual", dry_run=False, retry_o
             retry_of=retry_of,
             expected_total=expected,
             since=since,
+            checkpoint={"at_mark": at_mark} if at_mark else {},
             # Also the deadline for a worker to pick it up before resume_stale_runs re-queues it.
             lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()),
         )
@@ -106,7 +111,7 @@ def _check_runnable(sync, trigger):
 
 def _count(sync, since) -> int | None:
     try:
-        with sync.saved_query.connection.client() as directus:
+        with sync.saved_query.connection.client(rate_limit_wait=RATE_LIMIT_WAIT) as directus:
             return sources.count_rows(directus, sync, since)
     except DirectusError as exc:
         raise SyncError(f"Could not count the rows to send: {exc.explain()}") from None

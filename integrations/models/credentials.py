@@ -87,6 +87,10 @@ class Environment(models.TextChoices):
     PROD = "prod", "prod"
 
 
+# How long a connection's /server/info answer is trusted before a run reads it again.
+SERVER_INFO_MAX_AGE = timedelta(minutes=10)
+
+
 class DirectusConnection(models.Model):
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(max_length=500)
@@ -145,10 +149,52 @@ class DirectusConnection(models.Model):
         ]
         ok = all(s["ok"] is not False for s in stages) and any(s["ok"] for s in stages)
         self.last_test_at, self.last_test_ok, self.last_test_result = timezone.now(), ok, stages
-        DirectusConnection.objects.filter(pk=self.pk).update(
-            last_test_at=self.last_test_at, last_test_ok=ok, last_test_result=stages
-        )
+        changes = dict(last_test_at=self.last_test_at, last_test_ok=ok, last_test_result=stages)
+        if any(s["name"] == "Token valid" and s["ok"] for s in stages):
+            user_id = self._read_user_id()
+            if user_id:
+                self.directus_user_id = changes["directus_user_id"] = user_id
+        DirectusConnection.objects.filter(pk=self.pk).update(**changes)
         return stages
+
+    def _read_user_id(self) -> str:
+        """The Directus user the token acts as (/users/me), or "" when Directus does not say."""
+        from integrations.directus import DirectusError
+
+        try:
+            with self.client(timeout=10) as client:
+                return str((client.me(fields="id") or {}).get("id") or "")[:64]
+        except DirectusError:
+            return ""
+
+    def read_server_info(self, client=None, max_age=SERVER_INFO_MAX_AGE) -> dict:
+        """/server/info (version, queryLimit), cached on the row; {} when Directus won't say."""
+        fresh = self.server_info_at and timezone.now() - self.server_info_at < max_age
+        if fresh:
+            return self.server_info
+        from integrations.directus import DirectusError
+
+        try:
+            if client is None:
+                with self.client() as own:
+                    info = own.server_info() or {}
+            else:
+                info = client.server_info() or {}
+        except DirectusError:
+            return self.server_info or {}
+        kept = {k: info[k] for k in ("version", "queryLimit", "rateLimit") if k in info}
+        self.server_info, self.server_info_at = kept, timezone.now()
+        DirectusConnection.objects.filter(pk=self.pk).update(
+            server_info=kept, server_info_at=self.server_info_at
+        )
+        return kept
+
+    def page_size_for(self, wanted: int, client=None) -> int:
+        """`wanted`, lowered to the server's QUERY_LIMIT_MAX when it sets one."""
+        from integrations.directus import query_limit_max
+
+        most = query_limit_max(self.read_server_info(client))
+        return min(wanted, most) if most else wanted
 
     def refresh_schema(self, include_system=False) -> dict:
         """Read collections, fields and relations from Directus and cache them on the row."""

@@ -147,6 +147,18 @@ class SyncRun(models.Model):
         return cls.Status.PARTLY_FAILED
 
     @property
+    def read_failed(self) -> bool:
+        """Reading Directus stopped before the end: some rows were never read."""
+        return bool((self.checkpoint or {}).get("read_failed"))
+
+    @property
+    def unread(self) -> int | None:
+        """Rows the run was to read but never did (None: unknown, or the read completed)."""
+        if not self.read_failed or self.expected_total is None:
+            return None
+        return max(0, self.expected_total - self.total)
+
+    @property
     def done(self) -> int:
         return self.sent + self.skipped + self.failed
 

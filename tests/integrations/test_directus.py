@@ -361,7 +361,7 @@ def test_400_record_not_unique_carries_the_field(fake, client):
 
 
 @pytest.mark.parametrize(
-    ("header", "expected"), [("1", 1.0), ("0", 0.0), ("2.5", 2.5), ("soon", None)]
+    ("header", "expected"), [("1", 1.0), ("0", 0.25), ("2.5", 2.5), ("soon", None)]
 )
 def test_429_parses_retry_after_including_zero(fake, client, header, expected):
     response = err("REQUESTS_EXCEEDED", "Too many requests.", 429, limit=20)
@@ -377,6 +377,29 @@ def test_429_parses_retry_after_including_zero(fake, client, header, expected):
     if expected is not None:
         shown = "less than 1" if header == "0" else header
         assert e.explain() == f"Directus is rate limiting this client: retry after {shown} s."
+
+
+def test_429_retry_after_zero_takes_the_milliseconds_in_the_message(fake, client):
+    # observed.md: in the second half of the limiter's window Directus sends "Retry-After: 0"
+    # while the message says "retry after 462ms"; waiting 0 s retried 5 times in 25 ms.
+    response = err("REQUESTS_EXCEEDED", "Too many requests, retry after 462ms.", 429)
+    response.headers["Retry-After"] = "0"
+    fake.get("/items/articles").mock(return_value=response)
+    assert raised(lambda: client.list_items("articles")).retry_after == pytest.approx(0.462)
+
+
+def test_a_client_told_to_wait_rides_out_the_rate_limiter(fake):
+    limited = err("REQUESTS_EXCEEDED", "Too many requests, retry after 10ms.", 429)
+    limited.headers["Retry-After"] = "0"
+    route = fake.get("/items/articles").mock(
+        side_effect=[limited, limited, httpx.Response(200, json={"data": [{"id": 1}]})]
+    )
+    with DirectusClient(BASE, TOKEN, client=httpx.Client(), rate_limit_wait=5) as waiting:
+        assert waiting.list_items("articles").data == [{"id": 1}]
+        assert route.call_count == 3 and waiting.rate_limited_ms >= 500  # 0.25 s floor each
+    route.side_effect = [limited]
+    with DirectusClient(BASE, TOKEN, client=httpx.Client()) as impatient:
+        assert raised(lambda: impatient.list_items("articles")).status == 429
 
 
 def test_429_retry_after_as_an_http_date(fake, client):
@@ -571,6 +594,114 @@ def test_iter_items_uses_search_when_the_filter_is_too_long_for_a_url(fake, clie
     list(client.iter_items("leads", filter=big))
     body = json.loads(route.calls.last.request.content)
     assert body["query"]["filter"] == big and body["query"]["sort"] == ["id"]
+
+
+# -- offset reads for uuid and string keys --------------------------------------------------
+
+AWKWARD_KEYS = ["a+b", "a#1", "o'brien", "with space", "Ärger", "ärger", "ABC", "abc", "zz/top"]
+
+
+def directus_like_server(rows, seen, *, pk="code", limit_max=None):
+    """A fake /items/things that answers as Directus 12.4 does for a string primary key:
+    `_gt` on it is a 400, `sort`/`offset`/`limit` work, and a limit above QUERY_LIMIT_MAX is a 400.
+    `rows` may change between calls (the test edits the collection mid-read)."""
+
+    def handle(request):
+        query = params_of(request)
+        seen.append(query)
+        if '"_gt"' in query.get("filter", ""):
+            return err(
+                "INVALID_QUERY",
+                'Invalid query. "string" field type does not contain the "_gt" filter operator.',
+                400,
+            )
+        limit = int(query.get("limit", 100))
+        if limit_max is not None and limit > limit_max:
+            return err("INVALID_QUERY", f'"limit" must be less than or equal to {limit_max}', 400)
+        assert query["sort"] == pk
+        ordered = sorted(rows, key=lambda r: r[pk])
+        offset = int(query.get("offset", 0))
+        return httpx.Response(200, json={"data": ordered[offset : offset + limit]})
+
+    return handle
+
+
+def read_keys(client, **kwargs):
+    return [
+        (item["code"], page.rescanned)
+        for page in client.iter_items("things", pk="code", pages=True, **kwargs)
+        for item in page.data
+    ]
+
+
+def test_string_keys_are_read_by_offset_never_by_gt(fake, client):
+    rows = [{"code": k} for k in AWKWARD_KEYS] + [{"code": f"k{i:03}"} for i in range(40)]
+    seen = []
+    fake.get("/items/things").mock(side_effect=directus_like_server(rows, seen))
+    got = [key for key, _ in read_keys(client, page_size=10)]
+    assert got == sorted(r["code"] for r in rows)
+    assert not any("_gt" in q.get("filter", "") for q in seen)
+    assert "offset" not in seen[0] and seen[1]["offset"] == str(10 - 5)  # overlap: half a page
+
+
+def test_uuid_keys_read_as_strings_resume_from_the_offset_cursor(fake, client):
+    rows = [{"code": f"{i:08x}-0000-4000-8000-000000000000"} for i in range(30)]
+    seen = []
+    fake.get("/items/things").mock(side_effect=directus_like_server(rows, seen))
+    first = next(iter(client.iter_items("things", pk="code", page_size=12, pages=True)))
+    assert first.cursor == {"offset": 12, "last": rows[11]["code"]}
+    rest = [key for key, _ in read_keys(client, page_size=12, after=first.cursor)]
+    assert rest == [r["code"] for r in rows[12:]]
+
+
+@pytest.mark.parametrize("change", ["insert", "delete"])
+def test_rows_added_or_removed_before_the_position_neither_repeat_nor_skip(fake, client, change):
+    rows = [{"code": f"k{i:03}"} for i in range(0, 60, 2)]
+    seen = []
+    fake.get("/items/things").mock(side_effect=directus_like_server(rows, seen))
+    got = []
+    for item in client.iter_items("things", pk="code", page_size=10):
+        got.append(item["code"])
+        if item["code"] == "k018":
+            if change == "insert":  # three new rows sort before the position
+                rows += [{"code": "k001"}, {"code": "k003"}, {"code": "k005"}]
+            else:  # three rows already read are deleted
+                del rows[:3]
+    assert got == [f"k{i:03}" for i in range(0, 60, 2)]
+
+
+def test_a_read_that_lost_its_place_starts_over_and_flags_the_pages(fake, client):
+    rows = [{"code": f"k{i:03}"} for i in range(30)]
+    seen = []
+    fake.get("/items/things").mock(side_effect=directus_like_server(rows, seen))
+    got = []
+    for page in client.iter_items("things", pk="code", page_size=10, pages=True):
+        got += [(item["code"], page.rescanned) for item in page.data]
+        if len(got) == 10:
+            del rows[:10]  # every row read so far, the last key with them
+    fresh = [key for key, rescanned in got if not rescanned]
+    again = [key for key, rescanned in got if rescanned]
+    assert fresh == [f"k{i:03}" for i in range(10)]
+    assert again == [f"k{i:03}" for i in range(10, 30)]
+    assert seen[-1].get("offset") not in (None, "0")  # the rescan read to its own end
+
+
+def test_a_page_size_above_the_servers_limit_is_lowered_not_failed(fake, client):
+    rows = [{"code": f"k{i:03}"} for i in range(25)]
+    seen = []
+    fake.get("/items/things").mock(side_effect=directus_like_server(rows, seen, limit_max=7))
+    assert [key for key, _ in read_keys(client, page_size=500)] == [r["code"] for r in rows]
+    assert all(int(q["limit"]) <= 7 for q in seen if q is not seen[0])
+
+
+def test_integer_keys_keep_the_keyset_cursor(fake, client):
+    seen = []
+    fake.get("/items/leads").mock(
+        side_effect=keyset_server([{"id": i, "status": "x"} for i in range(1, 8)], seen)
+    )
+    pages = list(client.iter_items("leads", page_size=3, pages=True))
+    assert [p.cursor for p in pages] == [3, 6, 7]
+    assert not any("offset" in q for q in seen)
 
 
 # -- check_connection ----------------------------------------------------------------------

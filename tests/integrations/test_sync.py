@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from bench.fakes import make_item
 from integrations import roundtrip, tasks
 from integrations import sync as engine_api
 from integrations.engine import Slice
@@ -211,11 +212,169 @@ def test_incremental_sends_only_items_changed_since_the_last_successful_run(dire
     sink.reset()
 
     second = start(sync)
-    assert second.since == first.high_water_mark and second.expected_total == 2
+    # `>=` the mark: id 50 (at the mark) is read again and skipped as unchanged.
+    assert second.since == first.high_water_mark and second.expected_total == 3
     second = run_to_end(second)
 
     assert set(sink.received) == {"7", "8"}
     assert second.high_water_mark == "2024-06-01T00:00:00.000Z"
+    assert results_by_key(second)["50"].error_code == "AT_MARK"
+
+
+def test_an_incremental_run_again_at_once_sends_nothing(directus, sink):
+    sync = make_sync(directus, sink, mode="incremental")
+    run_to_end(start(sync))
+    directus.touch({7, 8, 9}, "2024-06-01T00:00:00.000Z")
+    sink.reset()
+    second = run_to_end(start(sync))
+    assert set(sink.received) == {"7", "8", "9"}
+    sink.reset()
+
+    third = run_to_end(start(sync))
+
+    assert sink.total_received == 0
+    assert (third.sent, third.skipped, third.status) == (0, 3, "succeeded")
+    assert third.high_water_mark == second.high_water_mark
+
+
+def test_a_row_changed_later_within_the_marks_second_is_not_missed(directus, sink):
+    # Directus answers dateTime in whole seconds: a later change in the same second looks
+    # the same by its time, and only its content tells.
+    sync = make_sync(directus, sink, mode="incremental", timestamp_field="date_updated")
+    directus.touch({7, 8}, "2024-06-01T00:00:00")
+    run_to_end(start(sync))
+    directus.touch({8}, "2024-06-01T00:00:00", title="changed within the same second")
+    sink.reset()
+
+    again = run_to_end(start(sync))
+
+    assert set(sink.received) == {"8"}
+    assert results_by_key(again)["7"].error_code == "AT_MARK"
+
+
+def test_a_permanent_row_failure_does_not_make_the_next_run_resend_everything(directus, sink):
+    sync = make_sync(directus, sink, mode="incremental")
+    sink.script = {"12": [413]}
+    first = run_to_end(start(sync))
+    assert first.status == "partly_failed" and first.high_water_mark
+    directus.touch({20}, "2024-06-01T00:00:00.000Z")
+    sink.reset()
+
+    second = run_to_end(start(sync))
+
+    assert set(sink.received) == {"20"}
+    assert second.since == first.high_water_mark
+
+
+def test_a_row_changed_while_the_run_reads_is_read_again_next_time(directus, sink):
+    sync = make_sync(directus, sink, mode="incremental", page_size=10)
+    run = start(sync)
+    # The newest change time is taken as the read begins; a change made during the run is
+    # newer, so the mark stays below it.
+    slice_ = Slice(SyncRun.objects.get(pk=run.pk), "w", 30)
+    engine_api.claim(run.pk, "w")
+    original = slice_._prepare
+
+    def prepare_then_edit(page):
+        if not directus.items[0].get("edited"):
+            directus.touch({3}, "2024-07-01T00:00:00.000Z", edited=True)
+        return original(page)
+
+    slice_._prepare = prepare_then_edit
+    slice_.work()
+    first = SyncRun.objects.get(pk=run.pk)
+    assert first.high_water_mark == "2024-01-31T00:50:00.000Z"
+    sink.reset()
+
+    run_to_end(start(sync))
+
+    assert "3" in sink.received
+
+
+def test_a_read_that_stops_says_how_many_rows_were_never_read(directus, sink):
+    sync = make_sync(directus, sink, page_size=10)
+    run = start(sync)
+    original = directus.select
+
+    def refuse_after_row_20(query):
+        if '{"id": {"_gt": 20}}' in json.dumps(query.get("filter")):
+            raise ValueError("simulated refusal")  # the fake answers 400 INVALID_QUERY
+        return original(query)
+
+    directus.select = refuse_after_row_20
+    run = run_to_end(run)
+
+    assert run.status == "partly_failed" and run.total == 20
+    assert run.checkpoint["read_failed"] is True and run.checkpoint["after"] == 20
+    assert run.unread == 30
+    assert "Reading Directus failed" in run.last_error
+
+
+def test_reading_waits_out_a_rate_limiter_that_says_retry_after_zero(directus, sink, monkeypatch):
+    monkeypatch.setattr(engine_api.Slice, "_pause", lambda self, seconds: None)
+    sync = make_sync(directus, sink, page_size=10)
+    run = start(sync)
+    directus.fail_next = [429] * 12  # more refusals than READ_ATTEMPTS
+
+    run = run_to_end(run)
+
+    assert (run.status, run.total, run.sent) == ("succeeded", 50, 50)
+
+
+def uuid_items(n):
+    import uuid
+
+    rng = __import__("random").Random(7)
+    items = []
+    for i in range(n):
+        item = make_item(i + 1)
+        item["id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        items.append(item)
+    return items
+
+
+@pytest.fixture
+def uuid_directus():
+    from bench.fakes import FakeDirectus
+
+    with FakeDirectus(token=DIRECTUS_TOKEN, items=uuid_items(95), query_limit_max=20) as server:
+        yield server
+
+
+def test_starting_a_run_waits_out_the_rate_limiter(directus, sink):
+    directus.fail_next = [429, 429]
+    assert start(make_sync(directus, sink)).expected_total == 50
+
+
+def test_a_uuid_keyed_collection_is_read_whole_with_one_result_per_row(uuid_directus, sink):
+    sync = make_sync(uuid_directus, sink, template=None, page_size=500)
+
+    run = run_to_end(start(sync))
+
+    assert (run.status, run.total, run.sent, run.failed) == ("succeeded", 95, 95, 0)
+    assert set(sink.received) == {item["id"] for item in uuid_directus.items}
+    assert all(int(q.get("limit", 0)) <= 20 for q in uuid_directus.queries)
+    assert not any('"_gt"' in json.dumps(q.get("filter") or {}) for q in uuid_directus.queries)
+
+
+def test_a_uuid_read_that_starts_over_records_each_row_once(uuid_directus, sink):
+    sync = make_sync(uuid_directus, sink, template=None, page_size=10)
+    original = uuid_directus.select
+    state = {"reads": 0}
+
+    def delete_read_rows_once(query):
+        state["reads"] += 1
+        if state["reads"] == 4:  # a few pages in: the rows already read are deleted
+            uuid_directus.remove(set(uuid_directus.ids[:25]))
+        return original(query)
+
+    uuid_directus.select = delete_read_rows_once
+    run = run_to_end(start(sync))
+
+    results = list(RowResult.objects.filter(run=run).values_list("row_key", flat=True))
+    assert len(results) == len(set(results)) == run.total
+    assert sink.total_received == run.sent == run.total
+    assert set(uuid_directus.ids) <= set(results)
 
 
 def test_retry_failed_rows_sends_only_the_failed_rows_of_a_run(directus, sink):
