@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 
 from console.models import User
 from integrations import sync as sync_engine
+from integrations.directus import query_limit_max
 from integrations.models import (
     AllowedNetwork,
     ClayDestination,
@@ -228,6 +229,20 @@ class SyncForm(forms.ModelForm):
             self.fields["saved_query"].required = True
             for name in self.WRITE_BACK_FIELDS:
                 del self.fields[name]
+
+    def clean(self):
+        cleaned = super().clean()
+        query, size = cleaned.get("saved_query"), cleaned.get("page_size")
+        if query and size:
+            # What the connection's last test or run read from /server/info: no call here.
+            most = query_limit_max(query.connection.server_info)
+            if most and size > most:
+                self.add_error(
+                    "page_size",
+                    f'The Directus of "{query.connection.name}" answers at most {most} items per '
+                    f"page (its QUERY_LIMIT_MAX): use {most} or fewer.",
+                )
+        return cleaned
 
     def clean_rate_limit(self):
         value = self.cleaned_data["rate_limit"]

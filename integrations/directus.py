@@ -11,7 +11,7 @@ import email.utils
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -111,6 +111,8 @@ class Stage:
     summary: str
     detail: str
     elapsed_ms: int
+    # What the stage learned for the connection's row: {"server_info": {...}, "user_id": "..."}
+    facts: dict = field(default_factory=dict)
 
 
 class DirectusClient:
@@ -443,7 +445,10 @@ def check_connection(base_url, token, probe_collection: str = "", *, client=None
         else:
             stages.append(Stage("What it may read", None, _SKIPPED, "", 0))
     redact = http.redact
-    return [Stage(s.name, s.ok, redact(s.summary), redact(s.detail), s.elapsed_ms) for s in stages]
+    return [
+        Stage(s.name, s.ok, redact(s.summary), redact(s.detail), s.elapsed_ms, s.facts)
+        for s in stages
+    ]
 
 
 def _stage_reachable(directus) -> Stage:
@@ -489,7 +494,37 @@ def _stage_token(directus) -> Stage:
             "record, so Kiln cannot show the email."
         )
     ms = directus.last_elapsed_ms
-    return Stage("Token valid", True, summary, f"GET /users/me -> 200 in {ms} ms", ms)
+    detail = f"GET /users/me -> 200 in {ms} ms"
+    facts = {"user_id": str(user.get("id") or "")}
+    try:
+        info = directus.server_info() or {}
+    except DirectusError as exc:
+        detail += f"\n{_detail(exc)}"
+    else:
+        facts["server_info"] = {
+            k: info[k] for k in ("version", "queryLimit", "rateLimit") if k in info
+        }
+        summary += f" {_describe_server(info)}"
+        detail += "\nGET /server/info -> 200"
+    return Stage("Token valid", True, summary, detail, ms, facts)
+
+
+def _describe_server(info: dict) -> str:
+    """ "Directus 12.4.0; pages of at most 500 items (QUERY_LIMIT_MAX)." """
+    parts = [f"Directus {info['version']}" if info.get("version") else "Directus"]
+    most = query_limit_max(info)
+    default = ((info.get("queryLimit") or {}).get("default")) or 100
+    if most:
+        parts.append(f"pages of at most {most} items (QUERY_LIMIT_MAX)")
+    else:
+        parts.append("no page size limit")
+    parts.append(f"{default} items when a request names no limit")
+    limiter = info.get("rateLimit")
+    if isinstance(limiter, dict) and limiter.get("points"):
+        parts.append(
+            f"rate limited to {limiter['points']} requests per {limiter.get('duration', 1)} s"
+        )
+    return "; ".join(parts) + "."
 
 
 def _stage_reading(directus, probe) -> Stage:

@@ -150,10 +150,13 @@ class DirectusConnection(models.Model):
         ok = all(s["ok"] is not False for s in stages) and any(s["ok"] for s in stages)
         self.last_test_at, self.last_test_ok, self.last_test_result = timezone.now(), ok, stages
         changes = dict(last_test_at=self.last_test_at, last_test_ok=ok, last_test_result=stages)
-        if any(s["name"] == "Token valid" and s["ok"] for s in stages):
-            user_id = self._read_user_id()
-            if user_id:
-                self.directus_user_id = changes["directus_user_id"] = user_id
+        # The token stage also read /users/me and /server/info: keep what they said.
+        facts = {k: v for s in stages for k, v in (s.get("facts") or {}).items()}
+        if facts.get("user_id"):
+            self.directus_user_id = changes["directus_user_id"] = facts["user_id"][:64]
+        if facts.get("server_info"):
+            self.server_info = changes["server_info"] = facts["server_info"]
+            self.server_info_at = changes["server_info_at"] = self.last_test_at
         DirectusConnection.objects.filter(pk=self.pk).update(**changes)
         return stages
 

@@ -30,6 +30,7 @@ class FakeClient:
     """Stands in for DirectusClient: records the params and answers a page or raises."""
 
     calls: list = []
+    rate_limited_ms = 0
 
     def __init__(self, answer):
         self.answer = answer
@@ -295,6 +296,32 @@ def test_count_matches_asks_only_for_the_filter_count(operator_client, connectio
         "filter[status][_eq]", "filter[_or][0][views][_gt]", "filter[_or][1][author][last_name][_contains]"
     ]  # fmt: skip
     assert '<span class="ok" id="match-count">17</span>' in response.content.decode()
+
+
+def test_a_count_waits_out_the_rate_limiter_and_says_so(operator_client, connection, monkeypatch):
+    import httpx
+    import respx
+
+    from integrations.directus import DirectusClient
+
+    limited = httpx.Response(
+        429,
+        headers={"Retry-After": "0"},
+        json={"errors": [{"message": "Too many requests, retry after 300ms.",
+                          "extensions": {"code": "REQUESTS_EXCEEDED"}}]},
+    )  # fmt: skip
+    answered = httpx.Response(200, json={"meta": {"filter_count": 4}, "data": []})
+    monkeypatch.setattr(
+        DirectusConnection,
+        "client",
+        lambda self, **kw: DirectusClient(self.api_url, TOKEN, client=httpx.Client(), **kw),
+    )
+    with respx.mock(base_url="https://cms.example.com") as router:
+        router.get("/items/articles").mock(side_effect=[limited, answered])
+        response = operator_client.post(reverse("console:query-count"), example_form(connection))
+    html = response.content.decode()
+    assert '<span class="ok" id="match-count">4</span>' in html
+    assert "for the Directus rate limit" in html
 
 
 def test_pasting_a_url_fills_the_builder_and_round_trips(operator_client, connection):

@@ -205,6 +205,16 @@ def test_it_checks_rate_concurrency_and_page_size(operator_client, sync, engine)
     assert {"rate_limit", "concurrency", "page_size"} <= set(errors)
 
 
+def test_it_refuses_a_page_size_above_the_servers_query_limit(operator_client, sync, engine):
+    DirectusConnection.objects.filter(pk=sync.saved_query.connection_id).update(
+        server_info={"version": "12.4.0", "queryLimit": {"default": 100, "max": 500}}
+    )
+    response = operator_client.post(reverse("console:sync-add"), _form_data(sync, page_size="501"))
+    assert "at most 500 items per page" in response.context["form"].errors["page_size"][0]
+    response = operator_client.post(reverse("console:sync-add"), _form_data(sync, page_size="500"))
+    assert response.status_code == 302
+
+
 def test_it_defaults_to_ten_rows_per_second(operator_client, engine, db):
     response = operator_client.get(reverse("console:sync-add"))
     assert response.context["form"]["rate_limit"].value() == 10.0

@@ -239,6 +239,9 @@ def test_the_seeded_sync_runs_against_the_demo_servers(fresh_directus, sink, set
     call_command("seed_demo", directus_url=fresh_directus.url, sink_url=sink.url)
     connection = DirectusConnection.objects.get(name="Demo Directus")
     assert connection.run_test() and connection.last_test_ok is True
+    connection.refresh_from_db()
+    assert connection.server_info["queryLimit"]["default"] == 100  # kept for runs and the form
+    assert connection.directus_user_id
     assert connection.refresh_schema()["collections"]["articles"]["fields"]["author"]["relation"]
     sync = Sync.objects.get(name="Published articles → Clay")
     Sync.objects.filter(pk=sync.pk).update(rate_limit=0)  # the demo's 20/s, without the wait

@@ -716,8 +716,12 @@ def stages_of(fake_setup, probe="", token=TOKEN, base=BASE):
     return stages
 
 
-def healthy(router, me=None, collections=True):
+SERVER_INFO = {"version": "12.4.0", "queryLimit": {"default": 100, "max": 500}}
+
+
+def healthy(router, me=None, collections=True, info=SERVER_INFO):
     router.get("/server/ping").respond(200, text="pong")
+    router.get("/server/info").respond(json={"data": info})
     router.get("/users/me").respond(
         json={
             "data": me
@@ -749,6 +753,16 @@ def test_check_connection_passes_all_three_stages(monkeypatch):
     assert "admin@example.com" in stages[1].summary
     assert "2 collections: articles, authors" in stages[2].summary
     assert '"articles" works (500 items)' in stages[2].summary
+
+
+def test_check_connection_tells_the_version_and_the_servers_page_limit():
+    stages = stages_of(healthy)
+    assert "Directus 12.4.0; pages of at most 500 items (QUERY_LIMIT_MAX)" in stages[1].summary
+    assert stages[1].facts == {"user_id": "u1", "server_info": SERVER_INFO}
+    unlimited = stages_of(
+        lambda r: healthy(r, info={"version": "12.4.0", "queryLimit": {"default": 100, "max": -1}})
+    )
+    assert "no page size limit" in unlimited[1].summary
 
 
 def test_check_connection_with_a_token_that_may_not_list_collections_uses_permissions_me():
