@@ -78,10 +78,16 @@ def parse_body(raw: bytes, *, relay: bool) -> list[dict]:
             f"Malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
         ) from None
     if relay:
-        if not isinstance(value, dict) or not isinstance(value.get("event"), str):
+        # Kiln's Flow sends {"trigger": {{$trigger}}, "accountability": {{$accountability}}};
+        # a Flow made before (or by hand) sends the bare trigger. Both are stored as received.
+        trigger = (
+            value.get("trigger") if isinstance(value, dict) and "event" not in value else value
+        )
+        if not isinstance(trigger, dict) or not isinstance(trigger.get("event"), str):
             raise BadPayload(
                 'A relay takes a Directus Flow trigger: an object with "event", '
-                '"collection" and "key" or "keys" (send {{$trigger}} as the body).'
+                '"collection" and "key" or "keys" (send {"trigger": "{{$trigger}}", '
+                '"accountability": "{{$accountability}}"} as the body, or {{$trigger}}).'
             )
         return [value]
     rows = value if isinstance(value, list) else [value]

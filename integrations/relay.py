@@ -12,24 +12,104 @@ items.update {"keys": ["505"] (strings from the URL, numbers from a batch), "pay
 item" on, create and update rows are read back from Directus so Clay gets the whole row, not
 only what changed. Each row sent carries kiln_row_id, kiln_sync, kiln_collection and
 kiln_directus_key, so the enriched row Clay sends back can be linked to it.
+
+Kiln's own writes: the Flow Kiln installs sends {"trigger": {{$trigger}}, "accountability":
+{{$accountability}}} (seen live on 12.4: both whole objects, {"trigger": {"event": ...,
+"payload": ..., "key" | "keys": ..., "collection": ...}, "accountability": {"user": <uuid>,
+"role", "roles", "admin", "app", "ip", "userAgent"}}). An event whose accountability.user is
+the Directus user of a write-back (Clay → Directus) sync's connection to the same Directus was
+caused by Kiln writing Clay's rows back: relaying it would send the row to Clay again, which
+enriches and writes it back again, forever. Such events are skipped (OWN_WRITE) unless the
+route's relay_own_writes is on. A bare trigger (a Flow installed before, or made by hand) has
+no accountability and is relayed as before.
 """
 
 import json
+import logging
 import queue
 
 from django.conf import settings
 
 from integrations import clay, flow_installer, flows, http, inbound, mapping, ratelimit, roundtrip
 from integrations.directus import DirectusError
-from integrations.models import InboundRoute, RowTrace
+from integrations.models import DirectusConnection, InboundRoute, RowTrace, Sync
 from integrations.sender import Job, Sender, excerpt
 from integrations.writeback import WriteOutcome
 
+logger = logging.getLogger(__name__)
+
 SCOPES = ("items.create", "items.update")
+# The request body of the Flow Kiln installs: both placeholders are whole values, so Directus
+# puts the objects themselves in the JSON it sends (not text).
+FLOW_BODY = {"trigger": "{{$trigger}}", "accountability": "{{$accountability}}"}
+OWN_WRITE = "OWN_WRITE"
+OWN_WRITE_MESSAGE = (
+    "Kiln's own write-back changed this item; not relayed back to Clay (turn on 'relay Kiln's "
+    "own writes' on the route to send these)"
+)
 
 
 class RelayError(Exception):
     """The event cannot be relayed as it is (the message says why); not retried."""
+
+
+def split_event(data: dict) -> tuple[dict, dict | None]:
+    """(the Flow's $trigger, its $accountability or None) from a stored relay event.
+
+    {"trigger": {...}, "accountability": {...}} is what the Flow Kiln installs sends; a bare
+    trigger (older Flows, hand-made ones) has no accountability.
+    """
+    if isinstance(data.get("trigger"), dict) and "event" not in data:
+        accountability = data.get("accountability")
+        return data["trigger"], accountability if isinstance(accountability, dict) else None
+    return data, None
+
+
+def acting_user(accountability: dict | None) -> str:
+    """The Directus user id that made the change, or "" (none, or a public request)."""
+    user = (accountability or {}).get("user")
+    return str(user) if user else ""
+
+
+def _same_directus(url: str) -> str:
+    return (url or "").strip().rstrip("/").lower()
+
+
+def writeback_user_ids(base_url: str | None) -> set[str]:
+    """The Directus user ids Kiln's write-back syncs write as, on the Directus at base_url
+    (on any Directus when None: a relay without a connection; user ids are uuids).
+
+    A connection whose user id is not known yet is asked once (/users/me) and the id stored.
+    Raises DirectusError when Directus may answer later (down, timeout, 5xx), so the event waits
+    rather than being relayed into a loop; a connection Directus refuses (401, 403) is left out
+    with a warning: its token cannot write, so no write of Kiln's can come from it now.
+    """
+    connections = DirectusConnection.objects.filter(
+        syncs__kind=Sync.Kind.CLAY_TO_DIRECTUS
+    ).distinct()
+    ids = set()
+    for connection in connections:
+        if base_url is not None and _same_directus(connection.api_url) != _same_directus(base_url):
+            continue
+        if not connection.directus_user_id:
+            try:
+                with connection.client() as client:
+                    user_id = str((client.me(fields="id") or {}).get("id") or "")
+            except DirectusError as exc:
+                if exc.transient or exc.status is None or exc.status >= 500:
+                    raise
+                logger.warning(
+                    "Connection %s: /users/me refused (%s); its writes cannot be told apart",
+                    connection.pk,
+                    exc.code,
+                )
+                continue
+            if not user_id:
+                continue
+            DirectusConnection.objects.filter(pk=connection.pk).update(directus_user_id=user_id)
+            connection.directus_user_id = user_id
+        ids.add(connection.directus_user_id)
+    return ids
 
 
 def scope_of(event: dict) -> str:
@@ -76,6 +156,8 @@ class Processor:
         if sync.destination_id is None:
             raise ValueError("Choose a Clay destination for this relay.")
         self.route = InboundRoute.objects.filter(sync=sync).first()
+        self.relay_own_writes = self.route is not None and self.route.relay_own_writes
+        self._own_users = None  # set of user ids once read; a DirectusError for this batch
         self.template = mapping.parse(sync.template.body) if sync.template_id else None
         self.options = (sync.template.options or {}) if sync.template_id else {}
         fetch = self.route is not None and self.route.fetch_full_item and sync.connection_id
@@ -103,8 +185,26 @@ class Processor:
         if self.directus is not None:
             self.directus.close()
 
-    def _body(self, event, key, row, rid) -> dict:
-        context = {**row, "$trigger": event, "$event": event.get("event")}
+    def own_users(self) -> set[str]:
+        """writeback_user_ids for this relay's Directus: read once per Processor."""
+        if isinstance(self._own_users, DirectusError):
+            raise self._own_users  # failed earlier in this batch: not asked again
+        if self._own_users is None:
+            base_url = self.sync.connection.api_url if self.sync.connection_id else None
+            try:
+                self._own_users = writeback_user_ids(base_url)
+            except DirectusError as exc:
+                self._own_users = exc
+                raise
+        return self._own_users
+
+    def _body(self, event, key, row, rid, accountability=None) -> dict:
+        context = {
+            **row,
+            "$trigger": event,
+            "$event": event.get("event"),
+            "$accountability": accountability,
+        }
         value = self.template.render(context, self.options) if self.template else dict(row)
         return roundtrip.stamp(value, self.sync.pk, event.get("collection") or "", key, row_id=rid)
 
@@ -113,14 +213,38 @@ class Processor:
         pending = {}
         self.sent_ids = {}
         pk = self.sync.row_key or "id"
+        if isinstance(self._own_users, DirectusError):
+            self._own_users = None  # a new batch asks again
         for index, item in enumerate(batch):
-            event = item.data
+            event, accountability = split_event(item.data)
             label = f"#{item.pk} {event.get('event', '?')}"
             try:
-                rows = event_rows(event, self.directus, pk)
+                rows = event_rows(event, None, pk)  # checks the event; no request
+                if self._own_write(accountability):
+                    keys = ",".join(k for k, _ in rows)
+                    outcomes[index] = WriteOutcome(
+                        f"#{item.pk} {event.get('collection', '')}:{keys}"[:200],
+                        "skipped",
+                        error_code=OWN_WRITE,
+                        error_message=OWN_WRITE_MESSAGE,
+                        request_excerpt=excerpt(json.dumps(item.data, default=str)),
+                    )
+                    continue
+                if self.directus is not None:
+                    rows = event_rows(event, self.directus, pk)
             except RelayError as exc:
                 outcomes[index] = WriteOutcome(
                     label, "failed", error_code="BAD_EVENT", error_message=str(exc)
+                )
+                continue
+            except OwnWriteUnknown as exc:
+                outcomes[index] = WriteOutcome(
+                    label,
+                    "failed",
+                    http_status=exc.error.status,
+                    error_code=exc.error.code[:50],
+                    error_message=str(exc),
+                    transient=True,
                 )
                 continue
             except DirectusError as exc:
@@ -138,7 +262,7 @@ class Processor:
             try:
                 for n, (key, row) in enumerate(rows):
                     rid = f"kr_{item.pk}_{n}"
-                    body = self._body(event, key, row, rid)
+                    body = self._body(event, key, row, rid, accountability)
                     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
                     jobs.append(Job(index, label, text, mapping.payload_hash(body)))
                     self.sent_ids.setdefault(index, []).append((key, rid))
@@ -180,7 +304,7 @@ class Processor:
             ids = self.sent_ids.get(index)
             if not ids:
                 continue
-            collection = batch[index].data.get("collection") or self.sync.collection
+            collection = split_event(batch[index].data)[0].get("collection") or self.sync.collection
             inbound.start_traces(self.sync, collection, ids, self.run, at=batch[index].created_at)
             detail = (
                 "Clay accepted the row."
@@ -194,6 +318,28 @@ class Processor:
                 ],
                 self.run,
             )
+
+    def _own_write(self, accountability) -> bool:
+        """True when Kiln's write-back made this change and the route does not relay those."""
+        user = acting_user(accountability)
+        if not user or self.relay_own_writes:
+            return False
+        try:
+            return user in self.own_users()
+        except DirectusError as exc:
+            raise OwnWriteUnknown(exc) from exc
+
+
+class OwnWriteUnknown(Exception):
+    """Directus could not say which user a write-back connection writes as (it may later)."""
+
+    def __init__(self, error: DirectusError):
+        self.error = error
+        super().__init__(
+            "Could not tell whether Kiln's own write-back made this change: asking Directus "
+            f"which user a write-back connection's token belongs to failed: {error.explain()} "
+            "The event is tried again later."
+        )
 
 
 def _combine(label, row_outcomes) -> WriteOutcome:
@@ -234,7 +380,7 @@ def install(route: InboundRoute, scopes=SCOPES) -> tuple[flow_installer.InstallR
         [sync.collection],
         scopes,
         route.url,
-        "{{$trigger}}",
+        FLOW_BODY,
         headers=[(InboundRoute.SECRET_HEADER, secret)],
     )
     with sync.connection.client() as client:

@@ -8,6 +8,7 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -94,6 +95,22 @@ class UploadForm(forms.Form):
         Sync.objects.filter(kind=Sync.Kind.CLAY_TO_DIRECTUS), label="Write into"
     )
     file = forms.FileField(label="Clay CSV export")
+
+
+class RouteSettingsForm(forms.ModelForm):
+    """A relay route's settings (operators change them; viewers see them)."""
+
+    class Meta:
+        model = InboundRoute
+        fields = ["relay_own_writes"]
+        labels = {"relay_own_writes": "Relay Kiln's own writes"}
+        help_texts = {
+            "relay_own_writes": (
+                "Off (the default): a change Kiln's own write-back made in Directus is not sent "
+                "to Clay again, so an enriched row does not loop Clay → Directus → Clay. The "
+                "Flow must be installed (or re-installed) from Kiln to say who made a change."
+            )
+        }
 
 
 def _write_syncs():
@@ -333,6 +350,7 @@ def _route_context(route, secret=None, **extra):
         "flow_url": flow_installer.flow_admin_url(route.sync.connection.api_url, route.flow_id)
         if route.flow_id and route.sync.connection_id
         else "",
+        "settings_form": RouteSettingsForm(instance=route),
         **extra,
     }
 
@@ -357,7 +375,32 @@ def open_route(request, pk):
 
 @viewer_required
 def route_detail(request, pk):
+    """The route's page; a POST (operators) saves its settings."""
     route = get_object_or_404(InboundRoute.objects.select_related("sync__connection"), pk=pk)
+    if request.method == "POST":
+        if not request.user.is_operator:
+            raise PermissionDenied("Changing a route's settings needs the operator role.")
+        form = RouteSettingsForm(request.POST, instance=route)
+        if route.sync.kind != Sync.Kind.RELAY or not form.is_valid():
+            messages.error(request, "Only a relay route has these settings.")
+            return redirect("console:writeback-route", route.pk)
+        own = form.cleaned_data["relay_own_writes"]
+        # Only this column: a rotation or an install may be saving the route's other fields.
+        InboundRoute.objects.filter(pk=route.pk).update(relay_own_writes=own)
+        AuditEvent.record(
+            request.user,
+            client_ip(request),
+            AuditEvent.Action.CHANGED,
+            route,
+            {"relay_own_writes": own},
+            target_type="inbound route",
+        )
+        messages.success(
+            request,
+            "Saved: changes made by Kiln's own write-back are "
+            + ("relayed to Clay too." if own else "not relayed to Clay."),
+        )
+        return redirect("console:writeback-route", route.pk)
     return render(request, "writeback/route.html", _route_context(route))
 
 

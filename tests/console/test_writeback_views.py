@@ -230,3 +230,94 @@ def test_the_preview_keeps_the_files_column_order_whatever_the_json_storage_does
         preview=[{"Email": "a@x.io", "Score": "7", "Company ID": "", "First Name": "Ann"}],
     )
     assert upload.preview_table == [["a@x.io", "Ann", "7", ""]]
+
+
+# -- a relay route's settings: "relay Kiln's own writes" ---------------------------------------
+
+
+@pytest.fixture
+def relay_route(sync):
+    from integrations.models import ClayDestination
+
+    destination = ClayDestination.objects.create(
+        name="Clay leads", webhook_url=Secret.seal("https://api.clay.com/hook/abc")
+    )
+    relay_sync = Sync.objects.create(
+        name="Leads relay",
+        kind=Sync.Kind.RELAY,
+        connection=sync.connection,
+        collection="leads",
+        destination=destination,
+        rate_limit=0,
+    )
+    route, _ = InboundRoute.open(relay_sync)
+    return route
+
+
+def settings_form(html):
+    """The settings form of the route page: (its action, the checkbox tag, has a submit)."""
+    section = html.split('id="route-settings"')[1].split("</section>")[0]
+    form = section.split("<form")[1].split("</form>")[0]
+    action = form.split('action="')[1].split('"')[0]
+    checkbox = (
+        form.split('type="checkbox"')[0].rsplit("<", 1)[1]
+        + form.split('type="checkbox"')[1].split(">")[0]
+    )
+    return action, checkbox, 'type="submit"' in form
+
+
+@pytest.mark.parametrize("who", ["admin_client", "operator_client"])
+def test_admins_and_operators_turn_relaying_kilns_own_writes_on_and_off(who, request, relay_route):
+    client = request.getfixturevalue(who)
+    url = reverse("console:writeback-route", args=[relay_route.pk])
+    action, checkbox, submit = settings_form(client.get(url).content.decode())
+    # A real form posting to the page itself: it works without JavaScript.
+    assert action == url and submit
+    assert 'name="relay_own_writes"' in checkbox and "checked" not in checkbox
+    assert "disabled" not in checkbox
+
+    page = client.post(url, {"relay_own_writes": "on"}, follow=True)
+    relay_route.refresh_from_db()
+    assert relay_route.relay_own_writes is True
+    html = page.content.decode()
+    assert "relayed to Clay too" in html and "checked" in settings_form(html)[1]
+
+    # An unticked checkbox is not sent at all: that turns the option off.
+    response = client.post(url, {})
+    assert response.status_code == 302 and response.url == url
+    relay_route.refresh_from_db()
+    assert relay_route.relay_own_writes is False
+    changes = AuditEvent.objects.filter(target_type="inbound route", action="changed")
+    assert [e.details for e in changes.order_by("id")] == [
+        {"relay_own_writes": True},
+        {"relay_own_writes": False},
+    ]
+
+
+def test_a_viewer_sees_the_setting_but_may_not_change_it(viewer_client, relay_route):
+    InboundRoute.objects.filter(pk=relay_route.pk).update(relay_own_writes=True)
+    url = reverse("console:writeback-route", args=[relay_route.pk])
+    _, checkbox, submit = settings_form(viewer_client.get(url).content.decode())
+    assert "checked" in checkbox and "disabled" in checkbox and not submit
+    response = viewer_client.post(url, {})
+    assert response.status_code == 403
+    relay_route.refresh_from_db()
+    assert relay_route.relay_own_writes is True
+    assert not AuditEvent.objects.filter(action="changed").exists()
+
+
+def test_an_outsider_cannot_change_the_setting(client, relay_route):
+    url = reverse("console:writeback-route", args=[relay_route.pk])
+    response = client.post(url, {"relay_own_writes": "on"})
+    assert response.status_code == 302 and "login" in response.url
+    relay_route.refresh_from_db()
+    assert relay_route.relay_own_writes is False
+
+
+def test_a_write_back_route_has_no_relay_setting(operator_client, sync):
+    route, _ = InboundRoute.open(sync)
+    url = reverse("console:writeback-route", args=[route.pk])
+    assert 'id="route-settings"' not in operator_client.get(url).content.decode()
+    operator_client.post(url, {"relay_own_writes": "on"})
+    route.refresh_from_db()
+    assert route.relay_own_writes is False

@@ -4,7 +4,10 @@
   and from the inbound endpoint, each batch holding one bad row that the split isolates;
 - the read-only token's failures explained on the run;
 - a relay installed with "Install relay in Directus" forwards created and updated `articles`
-  to a local sink through Kiln, even while the sink answers 429.
+  to a local sink through Kiln, even while the sink answers 429;
+- on a collection of its own (kiln_own_writes_*, with a Directus user for the write-back, both
+  deleted at the end), the events Kiln's own write-back causes are skipped as OWN_WRITE while an
+  edit made with another token is relayed.
 
 Every lead created here has an email ending in WB_DOMAIN; every article a slug starting with
 "kiln-relay-live-"; both are deleted at the end, with the Flow and its operation.
@@ -20,7 +23,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from integrations import http, sender, tasks_inbound
+from integrations import http, relay, sender, tasks_inbound
 from integrations.directus import DirectusClient
 from integrations.models import (
     ClayDestination,
@@ -34,6 +37,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.writeback import Writer, WriteRow
 
 WB_DOMAIN = "kiln-wb-flow-live.example"
 BAD_COMPANY = 999999  # no such company: Directus answers INVALID_FOREIGN_KEY without naming the row
@@ -362,3 +366,154 @@ def test_an_installed_relay_forwards_created_and_updated_articles_through_429s(
     assert not admin._data(
         "GET", "/flows", params={"filter[id][_eq]": route.flow_id, "fields": "id"}
     )
+
+
+def own_writes_collection(admin, name):
+    admin._data(
+        "POST",
+        "/collections",
+        body={
+            "collection": name,
+            "schema": {},
+            "meta": {"note": "Kiln live test (own writes); deleted at the end"},
+            "fields": [
+                {
+                    "field": "id",
+                    "type": "integer",
+                    "meta": {"hidden": True},
+                    "schema": {"is_primary_key": True, "has_auto_increment": True},
+                },
+                {"field": "email", "type": "string", "schema": {}},
+                {"field": "score", "type": "integer", "schema": {}},
+            ],
+        },
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kilns_own_write_back_is_not_relayed_to_clay_but_an_edit_with_another_token_is(
+    live_server, live_directus, admin, settings, fast
+):
+    settings.KILN_PUBLIC_URL = live_server.url
+    tag = uuid.uuid4().hex[:8]
+    collection = f"kiln_own_writes_{tag}"
+    wb_token = f"kiln-own-writes-{tag}-{uuid.uuid4().hex}"
+    sink = Sink(busy=0)
+    user_id, route = None, None
+    try:
+        own_writes_collection(admin, collection)
+        # The write-back acts as a Directus user of its own (as in production), not the admin.
+        role = admin.me(fields="id,role")["role"]
+        user_id = admin._data(
+            "POST",
+            "/users",
+            body={"email": f"kiln-wb-{tag}@example.com", "token": wb_token, "role": role},
+        )["id"]
+        harness = DirectusConnection.objects.create(
+            name="Harness", base_url=live_directus.url, token=Secret.seal(live_directus.admin_token)
+        )
+        relay_sync = Sync.objects.create(
+            name="Own writes relay (live)",
+            kind=Sync.Kind.RELAY,
+            connection=harness,
+            collection=collection,
+            destination=ClayDestination.objects.create(
+                name="Clay", webhook_url=Secret.seal(sink.url)
+            ),
+            rate_limit=0,
+        )
+        route, _ = InboundRoute.open(relay_sync)
+        relay.install(route)
+        # The write-back's connection: its Directus user is not known yet (found when needed).
+        wb_connection = DirectusConnection.objects.create(
+            name="Kiln write-back", base_url=live_directus.url + "/", token=Secret.seal(wb_token)
+        )
+        Sync.objects.create(
+            name="Enriched back (live)",
+            kind=Sync.Kind.CLAY_TO_DIRECTUS,
+            connection=wb_connection,
+            collection=collection,
+            write_mode="upsert",
+            match_field="email",
+            rate_limit=0,
+        )
+
+        def write(rows):
+            with wb_connection.client() as directus:
+                writer = Writer(directus, collection, mode="upsert", match_field="email")
+                outcomes = writer.write([WriteRow(r["email"], r) for r in rows])
+            assert all(o.ok for o in outcomes), [o.error_message for o in outcomes]
+            return outcomes
+
+        emails = [f"p{n}-{tag}@example.com" for n in range(4)]
+        first = write([{"email": e, "score": 1} for e in emails])  # 4 creates
+        second = write(  # 2 updates in one request, 1 create
+            [{"email": emails[0], "score": 2}, {"email": emails[1], "score": 2}]
+            + [{"email": f"p4-{tag}@example.com", "score": 2}]
+        )
+        assert [o.status for o in second] == ["updated", "updated", "created"]
+        created = sum(o.status == "created" for o in first + second)
+        # One event per created item and at least one for the update request.
+        wait_for(
+            lambda: InboundRow.objects.filter(route=route).count() >= created + 1,
+            "the write-back's events reaching Kiln",
+        )
+        time.sleep(1.0)  # the Flow runs after each response: let any later event arrive
+        own_events = InboundRow.objects.filter(route=route).count()
+        stored = InboundRow.objects.filter(route=route).first().data
+        assert set(stored) == {"trigger", "accountability"}
+        assert stored["accountability"]["user"] == user_id
+        assert stored["trigger"]["collection"] == collection
+
+        tasks_inbound.process_route(route.pk)
+
+        run = SyncRun.objects.get(sync=relay_sync)
+        assert (run.status, run.total, run.sent, run.skipped, run.failed) == (
+            "succeeded",
+            own_events,
+            0,
+            own_events,
+            0,
+        )
+        codes = set(RowResult.objects.filter(run=run).values_list("error_code", flat=True))
+        assert codes == {relay.OWN_WRITE}
+        assert sink.answers == [] and sink.bodies == []
+        wb_connection.refresh_from_db()
+        assert wb_connection.directus_user_id == user_id  # asked once and stored
+
+        # The same item edited with another token (the admin's): relayed, with the whole row.
+        target = first[2].item_key
+        admin.update_item(collection, target, {"score": 99})
+        wait_for(
+            lambda: InboundRow.objects.filter(route=route).count() == own_events + 1,
+            "the admin's edit reaching Kiln",
+        )
+        tasks_inbound.process_route(route.pk)
+        bodies = wait_for(lambda: list(sink.bodies), "the admin's edit reaching the sink")
+        assert len(bodies) == 1
+        assert (bodies[0]["email"], bodies[0]["score"], bodies[0]["kiln_directus_key"]) == (
+            emails[2],
+            99,
+            str(target),
+        )
+        assert bodies[0]["kiln_row_id"].startswith("kr_")
+        latest = SyncRun.objects.filter(sync=relay_sync).order_by("-id").first()
+        assert (latest.sent, latest.skipped) == (1, 0)
+
+        # "Test connection" reads the same id from /users/me.
+        DirectusConnection.objects.filter(pk=wb_connection.pk).update(directus_user_id="")
+        wb_connection.refresh_from_db()
+        wb_connection.run_test()
+        wb_connection.refresh_from_db()
+        assert wb_connection.directus_user_id == user_id
+    finally:
+        if route is not None:
+            route.refresh_from_db()
+            if route.flow_operation_id:
+                admin._data("DELETE", f"/operations/{route.flow_operation_id}")
+            if route.flow_id:
+                admin._data("DELETE", f"/flows/{route.flow_id}")
+        admin._data("DELETE", f"/collections/{collection}")
+        if user_id:
+            admin._data("DELETE", f"/users/{user_id}")
+        sink.close()
