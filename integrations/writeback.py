@@ -11,13 +11,22 @@ batch is taken apart until every good row is written and every bad row has its o
 
 Upsert looks the match values up first (`_in`, by SEARCH when the list is too long for a
 URL), creates the rows that match nothing and updates the rest. Rows that repeat a match
-value inside one batch go in a later wave, after the first one exists.
+value inside one batch go in a later wave, after the first one exists. With
+`match_ignore_case` the lookup reads candidates with `_icontains` (Directus 12.4 refuses `_ieq`
+on strings) and keeps only those whose folded value equals the row's, never a mere substring.
+
+An outcome is what Directus did, whatever else shared the batch: a write asks for the whole
+readback (`limit` = rows in the batch; Directus otherwise cuts it to QUERY_LIMIT_DEFAULT), a
+key missing from an update's answer is read back before it is called "not found", and a batch
+Directus refuses as larger than MAX_BATCH_MUTATION or QUERY_LIMIT_MAX is sent again in
+smaller batches, the learned size kept for the rest of the writer's (and the run's) life.
 
 Every request waits for the shared per-host limiter (Directus counts per client IP, not per
 token), backs off on 429/503 as Retry-After says, and retries timeouts a few times. Nothing
 here touches the database: the caller records the `WriteOutcome`s.
 """
 
+import functools
 import json
 import re
 import threading
@@ -43,6 +52,15 @@ _BATCH_WIDE_CODES = {"INVALID_CREDENTIALS", "TOKEN_EXPIRED", "ROUTE_NOT_FOUND", 
 _UNIQUE_VALUE_RE = re.compile(
     r'Value "(.*)" for field "[^"]*" in collection "[^"]*" has to be unique', re.S
 )
+# MAX_BATCH_MUTATION, seen on Directus 12.4.0 (SQLite, MAX_BATCH_MUTATION=50): a POST or PATCH
+# of 51 items answers 400 and writes nothing:
+#   {"errors":[{"message":"Invalid payload. Exceeded max batch mutation limit of 50.",
+#     "extensions":{"reason":"Exceeded max batch mutation limit of 50","code":"INVALID_PAYLOAD"}}]}
+# Nested relational items count as mutations too, so fewer rows than the limit can exceed it.
+_MUTATION_LIMIT_RE = re.compile(r"max batch mutation limit of (\d+)")
+# QUERY_LIMIT_MAX=500 and `limit=600` on a read or on a write's readback: 400 INVALID_QUERY
+#   'Invalid query. "limit" must be less than or equal to 500.' (checked before anything is written)
+_QUERY_LIMIT_RE = re.compile(r'"limit" must be less than or equal to (\d+)')
 
 
 class Stopped(Exception):
@@ -94,6 +112,8 @@ class Stats:
     rate_limited: int = 0
     waves: int = 0
     lookups: int = 0
+    confirm_reads: int = 0  # reads of update keys missing from Directus's answer
+    limit_refusals: int = 0  # batches refused as over MAX_BATCH_MUTATION / QUERY_LIMIT_MAX
     codes: dict = field(default_factory=dict)
 
 
@@ -123,6 +143,9 @@ class Writer:
         batch_size: int = 100,
         stop: threading.Event | None = None,
         sleep=None,
+        match_ignore_case: bool = False,
+        batch_limit: int | None = None,
+        read_limit: int | None = None,
     ):
         if mode not in ("create", "update", "upsert"):
             raise ValueError(f"Unknown write mode {mode!r}")
@@ -132,10 +155,24 @@ class Writer:
         self.match_field, self.pk = match_field, pk or "id"
         self.limiter = limiter
         self.batch_size = max(1, int(batch_size))
+        self.match_ignore_case = bool(match_ignore_case)
+        # Learned from Directus's refusals (MAX_BATCH_MUTATION, QUERY_LIMIT_MAX) and kept, so a
+        # limit is discovered once per writer; a run passes what an earlier slice learned.
+        self.batch_limit = int(batch_limit) if batch_limit else None
+        self.read_limit = int(read_limit) if read_limit else None
         self.stop = stop or threading.Event()
         self._sleep = sleep
         self.stats = Stats()
         self._permissions = None  # {"create": "full", ...} once read; {} when unknown
+
+    @property
+    def limits(self) -> dict:
+        """What this writer learned about the server's limits, to hand to a later writer."""
+        learned = {"batch": self.batch_limit, "read": self.read_limit}
+        return {k: v for k, v in learned.items() if v}
+
+    def _chunk_size(self) -> int:
+        return min(self.batch_size, self.batch_limit or self.batch_size)
 
     # -- public --------------------------------------------------------------------------
 
@@ -144,8 +181,10 @@ class Writer:
         started = time.perf_counter()
         outcomes: dict[int, WriteOutcome] = {}
         indexed = list(enumerate(rows))
-        for start in range(0, len(indexed), self.batch_size):
-            chunk = indexed[start : start + self.batch_size]
+        start = 0
+        while start < len(indexed):
+            chunk = indexed[start : start + self._chunk_size()]
+            start += len(chunk)
             if self.mode == "create":
                 outcomes.update(self._creates(chunk))
             elif self.mode == "update":
@@ -208,8 +247,8 @@ class Writer:
                 )
                 continue
             # The n-th row with a value goes in wave n: a wave never holds one value twice.
-            wave = seen.get(_norm(value), 0)
-            seen[_norm(value)] = wave + 1
+            wave = seen.get(self._match_key(value), 0)
+            seen[self._match_key(value)] = wave + 1
             while len(waves) <= wave:
                 waves.append([])
             waves[wave].append((i, row))
@@ -227,11 +266,13 @@ class Writer:
                 return {i: self._row_failure(row, failure) for i, row in wave}
             creates, updates = [], []
             for i, row in wave:
-                pk = existing.get(_norm(row.data[self.match_field]))
-                if pk is None:
+                matches = existing.get(self._match_key(row.data[self.match_field]), [])
+                if len(matches) > 1 and self.match_ignore_case:
+                    out[i] = self._fail(row, self._ambiguous_match(row, matches), "MATCH_AMBIGUOUS")
+                elif not matches:
                     creates.append((i, row))
                 else:
-                    row.pk = pk
+                    row.pk = matches[0][0]
                     updates.append((i, row))
             try:
                 if updates:
@@ -248,14 +289,14 @@ class Writer:
                 if creates:
                     denied = self._denied("create")
                     if denied:
-                        out.update(
-                            {
-                                i: self._fail(r, denied, "NOT_PERMITTED", status=403)
-                                for i, r in creates
-                            }
-                        )
+                        made = {
+                            i: self._fail(r, denied, "NOT_PERMITTED", status=403)
+                            for i, r in creates
+                        }
                     else:
-                        out.update(self._write_batch(creates, "create", ambiguous_raises=True))
+                        made = self._write_batch(creates, "create", ambiguous_raises=True)
+                    self._note_case_twins(creates, made)
+                    out.update(made)
                 return out
             except _Ambiguous as amb:
                 # A timeout after sending: Directus may have written the batch. Look the rows
@@ -272,31 +313,104 @@ class Writer:
 
     # -- lookups -------------------------------------------------------------------------
 
+    def _match_key(self, value) -> str:
+        """What two match values must share to be the same item: the text, folded if asked."""
+        return _norm(value).casefold() if self.match_ignore_case else _norm(value)
+
     def _lookup(self, values) -> dict:
-        """{normalised match value: pk} for the items that have one of `values`."""
-        found = {}
-        unique = list({_norm(v): v for v in values}.values())
-        fields = [self.pk, self.match_field]
-        query = {
-            "filter": {self.match_field: {"_in": unique}},
-            "fields": fields,
-            "limit": len(unique) + 1,
-        }
-        if len(urlencode(_encode_params(query))) > MAX_QUERY_STRING:
-            call = lambda: self.directus.search_items(self.collection, query)  # noqa: E731
+        """{match key: [(pk, stored value), ...]} for the items that have one of `values`."""
+        unique = list({self._match_key(v): v for v in values}.values())
+        if self.match_ignore_case:
+            condition = _case_insensitive_filter(self.match_field, unique)
         else:
-            call = lambda: self.directus.list_items(self.collection, query)  # noqa: E731
-        self.stats.lookups += 1
-        page, _ = self._call(call)
-        for item in page.data:
-            if isinstance(item, dict) and item.get(self.match_field) is not None:
-                found.setdefault(_norm(item[self.match_field]), item.get(self.pk))
+            condition = {self.match_field: {"_in": unique}}
+        items = self._read_items(condition, [self.pk, self.match_field], len(unique))
+        wanted = {self._match_key(v) for v in unique}
+        found: dict = {}
+        for item in items:
+            stored = item.get(self.match_field)
+            if stored is None or isinstance(stored, dict | list):
+                continue
+            # `_icontains` also finds "joann@x" for "ann@x": only an equal folded value matches.
+            key = self._match_key(stored)
+            if key in wanted:
+                found.setdefault(key, []).append((item.get(self.pk), stored))
         return found
+
+    def _existing_keys(self, keys) -> set:
+        """The keys (as text) of `keys` that a read finds in the collection."""
+        self.stats.confirm_reads += 1
+        items = self._read_items({self.pk: {"_in": list(keys)}}, [self.pk], len(keys))
+        return {str(item.get(self.pk)) for item in items}
+
+    def _read_items(self, condition, fields, expected) -> list[dict]:
+        """Every item matching `condition`, page by page (sorted by key), within QUERY_LIMIT_MAX."""
+        items, seen, page = [], set(), 1
+        while True:
+            limit = max(1, min(expected + 1, self.read_limit or expected + 1))
+            query = {
+                "filter": condition,
+                "fields": fields,
+                "sort": [self.pk],
+                "limit": limit,
+                "page": page,
+            }
+            read = (
+                self.directus.search_items
+                if len(urlencode(_encode_params(query))) > MAX_QUERY_STRING
+                else self.directus.list_items
+            )
+            call = functools.partial(read, self.collection, query)
+            self.stats.lookups += 1
+            try:
+                answer, _ = self._call(call)
+            except _Failure as failure:
+                if self._learn_limit(failure.exc, limit, reading=True):
+                    items, seen, page = [], set(), 1
+                    continue
+                raise
+            data = [item for item in answer.data if isinstance(item, dict)]
+            new = [item for item in data if str(item.get(self.pk)) not in seen]
+            seen.update(str(item.get(self.pk)) for item in new)
+            items.extend(new)
+            if len(data) < limit or not new:
+                return items
+            page += 1
+
+    def _learn_limit(self, exc: DirectusError, size: int, reading=False) -> bool:
+        """True when `exc` is Directus refusing `size` items as over one of its limits and a
+        smaller size is now known (the request wrote nothing, so it can be sent again)."""
+        if exc.status != 400:
+            return False
+        text = f"{exc.message} {exc.reason}"
+        mutation = _MUTATION_LIMIT_RE.search(text) if not reading else None
+        query = _QUERY_LIMIT_RE.search(text)
+        if mutation:
+            limit = int(mutation.group(1))
+            if limit < 1 or limit >= size or (self.batch_limit or size) <= limit:
+                return False  # nested items make even fewer rows too many: bisect instead
+            self.batch_limit = limit
+        elif query:
+            limit = int(query.group(1))
+            if limit < 1 or limit >= size or (self.read_limit or size) <= limit:
+                return False
+            self.read_limit = limit
+            if not reading:  # a write's readback must hold the whole batch
+                self.batch_limit = min(self.batch_limit or limit, limit)
+        else:
+            return False
+        self.stats.limit_refusals += 1
+        return True
 
     # -- batch writes, pinpointing and bisection ------------------------------------------
 
     def _send(self, rows, op):
-        params = {"fields": [self.pk] + ([self.match_field] if self.match_field else [])}
+        # Without `limit` Directus answers at most QUERY_LIMIT_DEFAULT (100) of the written items
+        # when QUERY_LIMIT_MAX is set (observed: a PATCH of 150 answers 100).
+        params = {
+            "fields": [self.pk] + ([self.match_field] if self.match_field else []),
+            "limit": len(rows),
+        }
         if op == "create":
             body = [row.data for _, row in rows]
             return self.directus.create_items(self.collection, body, params) or []
@@ -304,12 +418,21 @@ class Writer:
         return self.directus.update_items_batch(self.collection, body, params)
 
     def _write_batch(self, rows, op, ambiguous_raises=False):
+        size = self._chunk_size()
+        if len(rows) > size:
+            out = {}
+            for start in range(0, len(rows), size):
+                out.update(self._write_batch(rows[start : start + size], op, ambiguous_raises))
+            return out
         started = time.perf_counter()
         try:
             items, attempts = self._call(
                 lambda: self._send(rows, op), retry_ambiguous=op == "update"
             )
         except _Failure as failure:
+            if self._learn_limit(failure.exc, len(rows)):
+                # Refused as too many at once, nothing written: the same rows, smaller batches.
+                return self._write_batch(rows, op, ambiguous_raises)
             if ambiguous_raises and _ambiguous(failure.exc):
                 raise _Ambiguous(failure) from None
             return self._take_apart(rows, op, failure, ambiguous_raises)
@@ -318,41 +441,92 @@ class Writer:
         return self._successes(rows, op, items, attempts, elapsed)
 
     def _successes(self, rows, op, items, attempts, elapsed):
-        out = {}
+        items = [item for item in items if isinstance(item, dict)]
         if op == "create":
-            for (i, row), item in zip(
-                rows, items + [None] * (len(rows) - len(items)), strict=False
-            ):
-                key = item.get(self.pk) if isinstance(item, dict) else None
-                out[i] = WriteOutcome(
-                    row.key,
-                    "created",
-                    key,
-                    200,
-                    attempts=attempts,
-                    duration_ms=elapsed,
-                    response_excerpt=excerpt(item) if item else "",
-                )
-            return out
-        returned = {str(item.get(self.pk)) for item in items if isinstance(item, dict)}
+            return self._created(rows, items, attempts, elapsed)
+        returned = {str(item.get(self.pk)) for item in items}
+        missing = [row.pk for _, row in rows if str(row.pk) not in returned]
+        found, unreadable = set(), None
+        if missing:
+            # Absence from the answer proves nothing (a cut readback, a token that may update
+            # but not read): only a read of those keys tells which do not exist.
+            try:
+                found = self._existing_keys(missing)
+            except _Failure as failure:
+                unreadable = failure.exc
+        out = {}
         for i, row in rows:
-            if str(row.pk) in returned:
+            if str(row.pk) in returned or str(row.pk) in found:
                 out[i] = WriteOutcome(
                     row.key, "updated", row.pk, 200, attempts=attempts, duration_ms=elapsed
                 )
-            else:
-                # Directus answers a PATCH of a key that does not exist without an error.
-                out[i] = WriteOutcome(
-                    row.key,
-                    "failed",
-                    row.pk,
-                    200,
-                    "NOT_FOUND",
-                    f'No item with {self.pk} {row.pk} in "{self.collection}" (or this token may not '
-                    "read it): Directus changed nothing.",
-                    attempts=attempts,
-                    duration_ms=elapsed,
-                )
+                continue
+            code, message = self._not_found(row.pk, unreadable)
+            out[i] = WriteOutcome(
+                row.key,
+                "failed",
+                row.pk,
+                200,
+                code,
+                message,
+                attempts=attempts,
+                duration_ms=elapsed,
+            )
+        return out
+
+    def _not_found(self, pk, unreadable):
+        where = f'{self.pk} {pk} in "{self.collection}"'
+        if unreadable is not None:
+            return "NOT_CONFIRMED", (
+                f"Directus accepted the update but did not return {where}, and Kiln could not "
+                f"read it back to check ({unreadable.explain()}): the item may not exist, or "
+                "this token may update items but not read them."
+            )
+        if (self._permissions or {}).get("read") == "full":
+            return "NOT_FOUND", (
+                f"No item with {where}: reading that key back found nothing, so Directus "
+                "changed nothing (it answers an update of a missing key without an error)."
+            )
+        return "NOT_FOUND", (
+            f"Directus changed nothing for {where}: reading that key back found nothing — the "
+            "item does not exist, or this token may not read it (Directus gives the same answer "
+            "for both)."
+        )
+
+    def _created(self, rows, items, attempts, elapsed):
+        """Pair the created items with their rows by key, by match value, else by position.
+
+        Directus creates a batch all or nothing, so every row of a 200 answer was created; a row
+        its answer does not account for is created with its key unknown, never failed."""
+        paired = {}
+        pks = [row.data.get(self.pk) for _, row in rows]
+        if all(pk not in (None, "") for pk in pks):
+            index = {str(item.get(self.pk)): item for item in items}
+            paired = {i: index.get(str(row.data[self.pk])) for i, row in rows}
+        elif self.match_field:
+            values = [_norm(row.data.get(self.match_field)) for _, row in rows]
+            if len(set(values)) == len(values):
+                index = {_norm(item.get(self.match_field)): item for item in items}
+                paired = {i: index.get(_norm(row.data.get(self.match_field))) for i, row in rows}
+        if len(items) == len(rows) and not all(paired.get(i) for i, _ in rows):
+            paired = {i: item for (i, _), item in zip(rows, items, strict=True)}
+        out = {}
+        for i, row in rows:
+            item = paired.get(i)
+            out[i] = WriteOutcome(
+                row.key,
+                "created",
+                item.get(self.pk) if item else None,
+                200,
+                attempts=attempts,
+                duration_ms=elapsed,
+                response_excerpt=excerpt(item)
+                if item
+                else (
+                    f"Created (Directus wrote the whole batch) but its answer listed {len(items)} "
+                    f"of {len(rows)} items, so the new item's key is unknown."
+                ),
+            )
         return out
 
     def _take_apart(self, rows, op, failure, ambiguous_raises):
@@ -442,6 +616,53 @@ class Writer:
         elif seconds > 0 and self.stop.wait(seconds):
             raise Stopped()
 
+    # -- letter case -----------------------------------------------------------------------
+
+    def _note_case_twins(self, creates, outcomes):
+        """Case-sensitive upsert: a row that matched nothing but was not created, while an item
+        exists whose match value differs only in letter case, says so in its outcome."""
+        if self.match_ignore_case:
+            return
+        failed = [(i, row) for i, row in creates if i in outcomes and not outcomes[i].ok]
+        values = [row.data.get(self.match_field) for _, row in failed]
+        values = [v for v in values if isinstance(v, str) and v.lower() != v.upper()]
+        if not values:
+            return
+        try:
+            items = self._read_items(
+                _case_insensitive_filter(self.match_field, values),
+                [self.pk, self.match_field],
+                len(values),
+            )
+        except _Failure:
+            return  # the reason the create failed stands on its own
+        twins = {}
+        for item in items:
+            stored = item.get(self.match_field)
+            if isinstance(stored, str):
+                twins.setdefault(stored.casefold(), stored)
+        for i, row in failed:
+            value = row.data.get(self.match_field)
+            twin = twins.get(value.casefold()) if isinstance(value, str) else None
+            if twin is None or twin == value:
+                continue
+            outcome = outcomes[i]
+            outcome.error_message = (
+                f'An item with "{twin}" exists in "{self.collection}"; matching is case-sensitive, '
+                f"so \"{value}\" did not match it — turn on 'ignore letter case' for this sync "
+                f"to update that item instead. {outcome.error_message}"
+            )
+
+    def _ambiguous_match(self, row, matches) -> str:
+        value = row.data.get(self.match_field)
+        found = ", ".join(f'{pk} ("{stored}")' for pk, stored in matches[:5])
+        return (
+            f'{len(matches)} items in "{self.collection}" match "{value}" when letter case is '
+            f"ignored ({self.pk} {found}), so Kiln cannot tell which one to update. Make the "
+            f'"{self.match_field}" values differ by more than letter case, or turn off '
+            "'ignore letter case'."
+        )
+
     # -- permissions -----------------------------------------------------------------------
 
     def _denied(self, action) -> str:
@@ -519,6 +740,21 @@ def _row_message(exc: DirectusError, collection) -> str:
     return exc.explain()
 
 
+def _case_insensitive_filter(field_name, values) -> dict:
+    """Items whose `field_name` may equal one of `values` ignoring letter case.
+
+    Directus 12.4 refuses `_ieq` on string fields (400 INVALID_QUERY '"string" field type does
+    not contain the "_ieq" filter operator'); `_icontains` works, finds substrings too, so the
+    caller compares folded values. Values without letters (numbers, ids) use `_in`, which also
+    works on fields that are not strings."""
+    cased = [str(v) for v in values if str(v).lower() != str(v).upper()]
+    plain = [v for v in values if str(v).lower() == str(v).upper()]
+    terms = [{field_name: {"_icontains": v}} for v in cased]
+    if plain:
+        terms.append({field_name: {"_in": plain}})
+    return terms[0] if len(terms) == 1 else {"_or": terms}
+
+
 def _norm(value) -> str:
     """Match values compare as text: 42 and "42" are the same email/slug/id."""
     if value is None:
@@ -563,6 +799,7 @@ class Processor:
             )
         self.template, self.options = template_for(sync, upload)
         self.directus = sync.connection.client()
+        learned = (run.checkpoint or {}).get("write_limits") or {}
         self.writer = Writer(
             self.directus,
             sync.collection,
@@ -572,6 +809,9 @@ class Processor:
             limiter=limiter_for(sync.connection.api_url, sync.rate_limit),
             batch_size=max(1, min(sync.page_size, 500)),
             stop=stop,
+            match_ignore_case=sync.match_ignore_case,
+            batch_limit=learned.get("batch"),
+            read_limit=learned.get("read"),
         )
 
     def close(self):
@@ -636,7 +876,17 @@ class Processor:
         for position, outcome in enumerate(self.writer.write(rows)):
             outcome.payload_hash = self.mapping.payload_hash(rows[position].data)
             outcomes[where[position]] = outcome
+        self._remember_limits()
         return outcomes
+
+    def _remember_limits(self):
+        """Keep what the writer learned about the server's limits on the run's checkpoint: the
+        run worker saves `run.checkpoint` with this batch's results, and the next slice's
+        Writer starts from it instead of being refused again."""
+        checkpoint = self.run.checkpoint or {}
+        learned = self.writer.limits
+        if learned and checkpoint.get("write_limits") != learned:
+            self.run.checkpoint = {**checkpoint, "write_limits": learned}
 
     def after_record(self, batch, outcomes, now):
         """Link rows that carry a kiln_row_id: enriched row received, then written (or not)."""
