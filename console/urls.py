@@ -51,6 +51,7 @@ console_patterns = [
     path("runs/<int:pk>/progress/", runs.run_progress, name="run-progress"),
     path("runs/<int:pk>/cancel/", runs.cancel_run, name="run-cancel"),
     path("runs/<int:pk>/retry/", runs.retry_failed_rows, name="run-retry"),
+    path("runs/<int:pk>/resume/", runs.resume_read, name="run-resume"),
     path("runs/<int:pk>/rows/<int:row_pk>/", runs.row_detail, name="run-row"),
     path("runs/<int:pk>/results.csv", runs.export_results, name="run-export"),
     # Query builder and saved queries

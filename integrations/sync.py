@@ -89,6 +89,40 @@ def retry_failed_rows(run, *, started_by=None) -> SyncRun:
     return start_run(run.sync, started_by=started_by, trigger=SyncRun.Trigger.RETRY, retry_of=run)
 
 
+def resume_read(run, *, started_by=None) -> SyncRun:
+    """Continue a run whose read of Directus stopped, from its checkpoint; SyncError if it can't.
+
+    The run keeps its results: rows recorded before the stop are not read or sent again.
+    """
+    if run.is_active:
+        raise SyncError("This run is still running.")
+    if not run.read_failed or run.sync.kind != Sync.Kind.DIRECTUS_TO_CLAY:
+        raise SyncError("Only a run whose read of Directus stopped can resume reading.")
+    with transaction.atomic():
+        Sync.objects.select_for_update().filter(pk=run.sync_id).first()
+        active = SyncRun.objects.filter(sync=run.sync_id, status__in=SyncRun.ACTIVE).first()
+        if active:
+            raise SyncError(
+                f'"{run.sync.name}" is already running (run #{active.pk}); wait for it or cancel it.'
+            )
+        checkpoint = {k: v for k, v in (run.checkpoint or {}).items() if k != "read_failed"}
+        SyncRun.objects.filter(pk=run.pk).update(
+            status=SyncRun.Status.QUEUED,
+            finished_at=None,
+            last_error="",
+            cancel_requested=False,
+            checkpoint=checkpoint,
+            lease_owner="",
+            lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()),
+        )
+        logger.info("Run %s: resuming its read (asked by %s)", run.pk, started_by or "a script")
+        from integrations import tasks
+
+        tasks.run_sync_slice.delay_on_commit(run.pk)
+    run.refresh_from_db()
+    return run
+
+
 def _check_runnable(sync, trigger):
     if sync.kind != Sync.Kind.DIRECTUS_TO_CLAY:
         raise SyncError(

@@ -319,6 +319,20 @@ def cancel_run(request, pk):
 
 @operator_required
 @require_POST
+def resume_read(request, pk):
+    """Continue a run whose read of Directus stopped, from its checkpoint."""
+    run = _get_run(pk)
+    try:
+        engine.resume_read(run, started_by=request.user)
+    except engine.SyncError as e:
+        messages.error(request, str(e))
+    else:
+        messages.success(request, f"Run {run.pk} resumes reading where it stopped.")
+    return redirect("console:run-detail", pk=pk)
+
+
+@operator_required
+@require_POST
 def retry_failed_rows(request, pk):
     run = _get_run(pk)
     if run.is_active or not run.failed:

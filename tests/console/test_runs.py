@@ -585,3 +585,58 @@ def test_a_traced_row_links_to_its_round_trip(viewer_client, run):
     other = run.results.get(row_key="21")
     html = viewer_client.get(reverse("console:run-row", args=[run.pk, other.pk])).content.decode()
     assert "/rows/kr_" not in html
+
+
+# A read of Directus that stopped
+
+
+@pytest.fixture
+def stopped_read(sync):
+    return SyncRun.objects.create(
+        sync=sync,
+        status=SyncRun.Status.PARTLY_FAILED,
+        expected_total=1200,
+        total=200,
+        sent=200,
+        last_error="Reading Directus failed: Directus rejected the query: bad.",
+        checkpoint={"after": 200, "inflight": [], "read_failed": True},
+    )
+
+
+@pytest.mark.parametrize("who", ROLES)
+def test_a_stopped_read_says_how_many_rows_were_never_read(request, who, stopped_read):
+    html = request.getfixturevalue(who).get(reverse("console:run-detail", args=[stopped_read.pk]))
+    html = html.content.decode()
+    assert '<strong class="count-unread">1,000</strong> rows were never read' in html
+    assert ("Resume reading" in html) == (who != "viewer_client")
+    assert "failed row" not in html  # no "Retry 0 failed rows": retrying cannot read them
+
+
+def test_resume_reading_continues_the_run_from_its_checkpoint(
+    operator_client, stopped_read, django_capture_on_commit_callbacks, monkeypatch
+):
+    from integrations import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.run_sync_slice, "delay", lambda run_id: queued.append(run_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(reverse("console:run-resume", args=[stopped_read.pk]))
+    assert response.status_code == 302
+    stopped_read.refresh_from_db()
+    assert (stopped_read.status, stopped_read.last_error) == ("queued", "")
+    assert stopped_read.checkpoint == {"after": 200, "inflight": []}
+    assert queued == [stopped_read.pk]
+
+
+def test_viewers_cannot_resume_a_read(viewer_client, stopped_read):
+    response = viewer_client.post(reverse("console:run-resume", args=[stopped_read.pk]))
+    assert response.status_code == 403
+    stopped_read.refresh_from_db()
+    assert stopped_read.status == "partly_failed"
+
+
+def test_a_run_whose_read_completed_cannot_be_resumed(operator_client, run):
+    response = operator_client.post(reverse("console:run-resume", args=[run.pk]), follow=True)
+    assert "Only a run whose read of Directus stopped" in response.content.decode()
+    run.refresh_from_db()
+    assert run.status == "partly_failed"

@@ -309,6 +309,17 @@ def test_a_read_that_stops_says_how_many_rows_were_never_read(directus, sink):
     assert run.unread == 30
     assert "Reading Directus failed" in run.last_error
 
+    directus.select = original
+    resumed = run_to_end(engine_api.resume_read(run))
+
+    assert (resumed.status, resumed.total, resumed.sent, resumed.unread) == (
+        "succeeded",
+        50,
+        50,
+        None,
+    )
+    assert sink.total_received == 50 and max(sink.received.values()) == 1
+
 
 def test_reading_waits_out_a_rate_limiter_that_says_retry_after_zero(directus, sink, monkeypatch):
     monkeypatch.setattr(engine_api.Slice, "_pause", lambda self, seconds: None)
