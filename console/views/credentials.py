@@ -78,12 +78,18 @@ def edit_connection(request, pk):
             changed = _changed_fields(form)
             if changed:
                 _audit(request, AuditEvent.Action.CHANGED, connection, {"fields": changed})
+            if "base_url" in changed:
+                # Another server: its version and page limit are unknown until read again.
+                DirectusConnection.objects.filter(pk=pk).update(
+                    server_info={}, server_info_at=None, directus_user_id=""
+                )
             if form.cleaned_data["token"]:
                 connection.token.set_value(form.cleaned_data["token"])
                 connection.token.save()
-                # A new token invalidates what we knew about the old one.
+                # A new token invalidates what we knew about the old one, including the
+                # Directus user it acts as (the relay compares Flow events with it).
                 DirectusConnection.objects.filter(pk=pk).update(
-                    last_test_ok=None, last_test_at=None
+                    last_test_ok=None, last_test_at=None, directus_user_id=""
                 )
                 _audit(request, AuditEvent.Action.ROTATED, connection, {"secret": "token"})
         messages.success(request, f"Saved connection “{connection.name}”.")

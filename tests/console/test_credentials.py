@@ -88,6 +88,20 @@ def test_leaving_the_token_empty_keeps_it_and_a_new_one_is_a_rotation(admin_clie
     assert AuditEvent.objects.filter(action="rotated", details__secret="token").exists()
 
 
+def test_a_new_token_or_server_forgets_what_was_known_about_the_old_one(admin_client, connection):
+    known = {"server_info": {"version": "12.4.0"}, "directus_user_id": "u-old"}
+    DirectusConnection.objects.filter(pk=connection.pk).update(**known)
+    url = reverse("console:connection-edit", args=[connection.pk])
+    data = {"name": connection.name, "base_url": connection.base_url, "environment": "dev"}
+    admin_client.post(url, {**data, "token": "tok-NEW-0000000002"})
+    connection.refresh_from_db()
+    assert (connection.directus_user_id, connection.server_info) == ("", {"version": "12.4.0"})
+    DirectusConnection.objects.filter(pk=connection.pk).update(**known)
+    admin_client.post(url, {**data, "base_url": "https://other.example.com", "token": ""})
+    connection.refresh_from_db()
+    assert (connection.directus_user_id, connection.server_info) == ("", {})
+
+
 def test_bad_input_gets_a_clear_error_and_changes_nothing(admin_client, connection):
     url = reverse("console:connection-edit", args=[connection.pk])
     response = admin_client.post(
