@@ -14,12 +14,19 @@ UTF-8 raises CsvFileError with what to do instead. Inside a good file, a line th
 UTF-8, holds more values than the header has columns, or breaks CSV quoting comes back as a
 `Line` with `error` set and the next lines are read as usual. The file is read line by line:
 memory does not grow with its size.
+
+check() runs a column mapping (columnmap.py, the one inbound rows use too) over every row
+before anything is written: rows that will be written, rows refused and why, repeated match
+values. It keeps counts and the first few examples of each problem, not the rows.
 """
 
 import codecs
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from integrations import columnmap
+from integrations.casts import show
 
 HEAD_BYTES = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
@@ -70,6 +77,101 @@ def inspect(path, preview_rows: int = 10, keep_bad: int = 20) -> Preview:
         if len(preview.rows) < preview_rows:
             preview.rows.append(line.values)
     return preview
+
+
+@dataclass
+class Problem:
+    count: int = 0
+    examples: list = field(default_factory=list)  # the first [line, sentence]
+
+
+@dataclass
+class Check:
+    """What a mapping makes of every row of a file (see check())."""
+
+    key_field: str = ""
+    rows: int = 0  # readable data rows; bad lines are counted apart
+    bad_lines: int = 0
+    ready: int = 0  # rows the mapping turns into a write
+    bad_value: Problem = field(default_factory=Problem)  # a value that does not cast
+    blank_key: Problem = field(default_factory=Problem)  # no match value (or primary key)
+    duplicates: Problem = field(default_factory=Problem)  # rows repeating an earlier key
+    distinct_keys: int = 0
+    # The distinct key values as they will be written, for a lookup; None past max_keys.
+    keys: list | None = field(default_factory=list)
+
+    @property
+    def refused(self) -> int:
+        return self.bad_value.count + self.blank_key.count
+
+
+def check(
+    path,
+    mapping: list,
+    key_field: str = "",
+    *,
+    fold_case: bool = False,
+    row_id_column: str = "",
+    keep: int = 20,
+    max_keys: int = 2000,
+) -> Check:
+    """Map and cast every row as the run will; count what will be written and what not.
+
+    A row is refused for its first problem: a value that does not cast, then a blank
+    `key_field` (the match field, or the primary key for updates; a row with a value in
+    `row_id_column` is found through its round trip instead). Rows that repeat an earlier
+    row's key are counted as duplicates: they are written too, after it, in file order.
+    Memory holds a 64-bit hash and a line number per distinct key, and at most max_keys values.
+    """
+    result = Check(key_field=key_field)
+    first_line = {}  # hash of the key text -> the line that had it first
+    for line in read_rows(path):
+        if line.error:
+            result.bad_lines += 1
+            continue
+        result.rows += 1
+        data, problems = columnmap.apply(mapping, line.values)
+        if problems:
+            _note(result.bad_value, line.number, f"Line {line.number}: {problems[0]}", keep)
+            continue
+        if not key_field:
+            result.ready += 1
+            continue
+        value = data.get(key_field)
+        if value in (None, "") or isinstance(value, dict | list):
+            if row_id_column and str(line.values.get(row_id_column) or "").strip():
+                result.ready += 1
+                continue
+            _note(
+                result.blank_key,
+                line.number,
+                f'Line {line.number}: no value for "{key_field}".',
+                keep,
+            )
+            continue
+        result.ready += 1
+        digest = hash(columnmap.key_text(value, fold_case))
+        if digest in first_line:
+            _note(
+                result.duplicates,
+                line.number,
+                f"Line {line.number} repeats {show(value)} of line {first_line[digest]}.",
+                keep,
+            )
+            continue
+        first_line[digest] = line.number
+        result.distinct_keys += 1
+        if result.keys is not None:
+            result.keys.append(value)
+            if len(result.keys) > max_keys:
+                result.keys = None
+    return result
+
+
+def _note(problem: Problem, number: int, sentence: str, keep: int):
+    problem.count += 1
+    if len(problem.examples) < keep:
+        problem.examples.append([number, sentence])
 
 
 def read_rows(path, after_line: int = 0) -> Iterator[Line]:

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from integrations import csvimport, http, mapping, roundtrip
+from integrations import columnmap, csvimport, http, mapping, roundtrip
 from integrations.engine import (
     LeaseLost,
     cancel_requested,
@@ -398,8 +398,48 @@ class RunWorker:
                 finish(self.run, self.worker_id)
                 return False
             self._note_inflight(batch)
-            outcomes = self.processor.process(batch)
+            outcomes = self._process(batch)
             self._record(batch, outcomes)
+
+    def _process(self, batch):
+        """Inbound write-back rows go through the route's column mapping first (columnmap, the
+        same function CSV uploads are checked with); a row it cannot map fails here."""
+        entries = self._route_mapping()
+        if not entries:
+            return self.processor.process(batch)
+        from integrations.writeback import WriteOutcome, excerpt
+
+        refused, ready = {}, []
+        for index, row in enumerate(batch):
+            data, problems = columnmap.apply(entries, row.data)
+            if not problems and not data and not any(e.column in row.data for e in entries):
+                problems = [_nothing_mapped(entries, row.data)]
+            if problems:
+                refused[index] = WriteOutcome(
+                    f"#{row.pk}",
+                    Status.FAILED,
+                    error_code="MAPPING_ERROR",
+                    error_message=http.redact(" ".join(problems))[:2000],
+                    request_excerpt=excerpt(row.data),
+                )
+                continue
+            row.data = data  # in memory only: the stored row keeps what Clay sent, for replays
+            ready.append(row)
+        written = iter(self.processor.process(ready) if ready else [])
+        return [refused[i] if i in refused else next(written) for i in range(len(batch))]
+
+    def _route_mapping(self):
+        """The route's column → field entries; none for CSV runs and relays (read once a slice)."""
+        if not hasattr(self, "_entries"):
+            self._entries = []
+            if self.upload is None and self.sync.kind == Sync.Kind.CLAY_TO_DIRECTUS:
+                stored = (
+                    InboundRoute.objects.filter(sync=self.sync)
+                    .values_list("mapping", flat=True)
+                    .first()
+                )
+                self._entries = columnmap.entries(stored)
+        return self._entries
 
     # -- sources -------------------------------------------------------------------------
 
@@ -574,6 +614,15 @@ class RunWorker:
             RowResult.objects.bulk_create(chunk, ignore_conflicts=True)
             self._owned().update(total=F("total") + len(chunk), skipped=F("skipped") + len(chunk))
         return len(chunk)
+
+
+def _nothing_mapped(entries, data) -> str:
+    wanted = ", ".join(f'"{e.column}"' for e in entries[:8])
+    sent = ", ".join(f'"{k}"' for k in list(data)[:8]) or "no columns"
+    return (
+        f"None of the route's mapped columns is in this row (the mapping reads {wanted}; the row "
+        f"has {sent}): nothing to write. Add its columns to the route's mapping."
+    )
 
 
 # -- finding work that waits ----------------------------------------------------------------------

@@ -184,7 +184,7 @@ def test_an_operator_uploads_a_clay_csv_and_watches_it_written_to_directus(
     page.click("button:has-text('Save mapping and preview')")
     page.wait_for_selector("text=Mapping saved")
     sample = page.inner_text("pre.sample")
-    assert new_email in sample and "Doe, Jane" in sample and "'score': 7" in sample
+    assert new_email in sample and "Doe, Jane" in sample and '"score": 7' in sample  # JSON
     assert not SyncRun.objects.exists()  # nothing written before the confirm
 
     # Confirm, then watch the run.

@@ -331,3 +331,76 @@ def test_an_enriched_row_carrying_a_kiln_row_id_is_linked_to_its_trace(client, q
     ]
     # kiln_* bookkeeping columns are not written into Directus.
     assert "kiln_row_id" not in fake.by_email("a@x.example")
+
+
+# -- a route's column mapping: Clay sends its own column names -----------------------------------
+
+CLAY_MAPPING = [
+    {"column": "Full Name", "field": "full_name", "cast": ""},
+    {"column": "Email", "field": "email", "cast": "trim | lower"},
+    {"column": "Score", "field": "score", "cast": "integer"},
+]
+
+
+def test_a_route_with_a_mapping_takes_clays_column_names_and_writes_the_fields(client, queued):
+    route, secret = make_route()
+    InboundRoute.objects.filter(pk=route.pk).update(mapping=CLAY_MAPPING)
+    fake = FakeLeads([{"email": "known@x.example", "full_name": "Old"}])
+    sent = [
+        {"Full Name": "Ada Lovelace", "Email": " Ada@X.example ", "Score": "7", "Notes": "x"},
+        {"Full Name": "Known Again", "Email": "known@x.example"},
+    ]
+    assert post(client, route, sent, secret).status_code == 202
+    with respx.mock(assert_all_called=False) as router:
+        fake.mount(router)
+        tasks_inbound.process_route(route.pk)
+    run = SyncRun.objects.get()
+    assert (run.sent, run.failed) == (2, 0)
+    created = fake.by_email("ada@x.example")
+    assert {k: v for k, v in created.items() if k != "id"} == {
+        "full_name": "Ada Lovelace",
+        "email": "ada@x.example",
+        "score": 7,
+    }  # "Notes" is not in the mapping: ignored
+    assert fake.by_email("known@x.example")["full_name"] == "Known Again"
+    # The stored row keeps what Clay sent, so a replay after a mapping fix maps it again.
+    assert InboundRow.objects.filter(data__Email=" Ada@X.example ").exists()
+
+
+def test_a_value_that_does_not_cast_fails_its_row_naming_column_value_and_type(client, queued):
+    route, secret = make_route()
+    InboundRoute.objects.filter(pk=route.pk).update(mapping=CLAY_MAPPING)
+    fake = FakeLeads()
+    sent = [
+        {"Email": "bad@x.example", "Score": "n/a"},
+        {"Email": "good@x.example", "Score": 3},
+    ]
+    post(client, route, sent, secret)
+    with respx.mock(assert_all_called=False) as router:
+        fake.mount(router)
+        tasks_inbound.process_route(route.pk)
+    run = SyncRun.objects.get()
+    assert (run.sent, run.failed) == (1, 1)
+    failed = InboundRow.objects.get(status="failed")
+    assert failed.data["Email"] == "bad@x.example"
+    assert 'Column "Score"' in failed.last_error and '"n/a"' in failed.last_error
+    assert "whole number" in failed.last_error and 'field "score"' in failed.last_error
+    result = RowResult.objects.get(run=run, status="failed")
+    assert result.error_code == "MAPPING_ERROR"
+    assert fake.by_email("good@x.example")["score"] == 3 and fake.by_email("bad@x.example") is None
+
+
+def test_a_row_with_none_of_the_mapped_columns_fails_saying_what_it_has(client, queued):
+    route, secret = make_route()
+    route.sync.write_mode = "create"
+    route.sync.save()
+    InboundRoute.objects.filter(pk=route.pk).update(mapping=CLAY_MAPPING)
+    fake = FakeLeads()
+    post(client, route, {"E-mail address": "a@x.example"}, secret)
+    with respx.mock(assert_all_called=False) as router:
+        fake.mount(router)
+        tasks_inbound.process_route(route.pk)
+    row = InboundRow.objects.get()
+    assert row.status == "failed"
+    assert '"E-mail address"' in row.last_error and '"Email"' in row.last_error
+    assert not fake.items  # no empty item created

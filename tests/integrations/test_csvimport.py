@@ -4,7 +4,8 @@ import tracemalloc
 
 import pytest
 
-from integrations.csvimport import CsvFileError, inspect, read_rows
+from integrations.columnmap import Entry
+from integrations.csvimport import CsvFileError, check, inspect, read_rows
 
 
 def write(tmp_path, data: bytes | str, name="export.csv"):
@@ -121,3 +122,71 @@ def test_a_large_file_is_streamed_not_loaded(tmp_path):
     assert count == 100_000
     assert path.stat().st_size > 4_000_000
     assert peak < 1_000_000
+
+
+# -- check(): the mapping run over every row before anything is written -------------------------
+
+MAPPING = [Entry("Email", "email", ("trim", "lower")), Entry("Score", "score", ("integer",))]
+
+
+def test_the_check_counts_what_will_be_written_and_refused_with_line_numbers(tmp_path):
+    path = write(
+        tmp_path,
+        "Email,Score\n"
+        "a@x.example,1\n"  # 2
+        ",2\n"  # 3: blank match value
+        "   ,2\n"  # 4: blank once trimmed
+        "b@x.example,n/a\n"  # 5: not an integer
+        "A@X.example ,3\n"  # 6: the same as line 2 once cast
+        "c@x.example,4,extra\n"  # 7: a bad line
+        "b@x.example,\n",  # 8: empty score leaves the field alone
+    )
+    result = check(path, MAPPING, "email")
+    assert (result.rows, result.bad_lines, result.ready, result.refused) == (6, 1, 3, 3)
+    assert result.blank_key.count == 2
+    assert [line for line, _ in result.blank_key.examples] == [3, 4]
+    assert result.bad_value.count == 1
+    assert result.bad_value.examples[0][0] == 5
+    assert result.bad_value.examples[0][1].startswith('Line 5: Column "Score": "n/a"')
+    assert result.duplicates.count == 1
+    assert result.duplicates.examples == [[6, 'Line 6 repeats "a@x.example" of line 2.']]
+    assert result.distinct_keys == 2 and result.keys == ["a@x.example", "b@x.example"]
+
+
+def test_without_a_key_field_every_mapped_row_is_ready_and_nothing_is_a_duplicate(tmp_path):
+    path = write(tmp_path, "Email,Score\na@x.example,1\na@x.example,1\n,2\n")
+    result = check(path, MAPPING, "")
+    assert (result.ready, result.refused, result.duplicates.count) == (3, 0, 0)
+
+
+def test_updates_find_rows_with_no_key_through_their_kiln_row_id(tmp_path):
+    path = write(tmp_path, "id,Score,kiln_row_id\n7,1,\n,2,kr_1\n,3,\n")
+    mapping = [Entry("id", "id", ("integer",)), Entry("Score", "score", ("integer",))]
+    result = check(path, mapping, "id", row_id_column="kiln_row_id")
+    assert result.ready == 2 and [line for line, _ in result.blank_key.examples] == [4]
+
+
+def test_case_folded_matching_counts_ann_and_ANN_as_one_value(tmp_path):
+    path = write(tmp_path, "Email\nAnn@x.example\nann@X.example\n")
+    mapping = [Entry("Email", "email")]
+    assert check(path, mapping, "email").duplicates.count == 0
+    assert check(path, mapping, "email", fold_case=True).duplicates.count == 1
+
+
+def test_the_check_keeps_counts_and_a_few_examples_not_the_rows(tmp_path):
+    path = tmp_path / "big.csv"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("Email,Score\n")
+        for n in range(50_000):
+            score = "n/a" if n % 2 else str(n)
+            f.write(f"{'' if n % 5 == 0 else f'r{n % 20_000}@x.example'},{score}\n")
+    tracemalloc.start()
+    result = check(path, MAPPING, "email", keep=20, max_keys=100)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert result.rows == 50_000 and result.bad_value.count == 25_000
+    assert result.blank_key.count == 5_000  # even rows that are multiples of 5
+    assert len(result.bad_value.examples) == 20 and len(result.blank_key.examples) == 20
+    assert result.ready == 20_000 and result.duplicates.count == 20_000 - result.distinct_keys
+    assert result.keys is None  # more distinct values than max_keys: none kept for a lookup
+    assert peak < 3_000_000
