@@ -415,6 +415,9 @@ class Writer:
             body = [row.data for _, row in rows]
             return self.directus.create_items(self.collection, body, params) or []
         body = [{**row.data, self.pk: row.pk} for _, row in rows]
+        if self.mode == "upsert" and self.match_ignore_case and self.match_field != self.pk:
+            # Matched ignoring letter case: the item keeps its match value as it is stored.
+            body = [{k: v for k, v in item.items() if k != self.match_field} for item in body]
         return self.directus.update_items_batch(self.collection, body, params)
 
     def _write_batch(self, rows, op, ambiguous_raises=False):

@@ -619,6 +619,7 @@ def test_ignore_case_upsert_updates_instead_of_creating_and_never_matches_a_subs
         ("updated", 3),
     ]
     assert fake.items[1]["score"] == 5 and fake.items[2]["score"] == 1  # joann untouched
+    assert fake.items[1]["email"] == "ann@x.example"  # the stored spelling stays
     assert fake.by_email("Nn@X.example")["score"] == 6
     lookup = fake.reads[0]["filter"]
     assert {"email": {"_icontains": "Ann@X.example"}} in lookup["_or"]

@@ -6,6 +6,7 @@ and down.sh stops it at the end of the session. Only a missing harness or a miss
 toolchain skips; any other failure to start is an error, so a broken harness is never hidden.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -54,11 +55,9 @@ def _skip_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def live_directus():
-    url = os.environ.get("KILN_LIVE_DIRECTUS_URL", "http://127.0.0.1:8055").rstrip("/")
-    admin = os.environ.get("KILN_LIVE_DIRECTUS_ADMIN_TOKEN", "harness-admin-token")
-    reader = os.environ.get("KILN_LIVE_DIRECTUS_READ_TOKEN", "harness-read-token")
+def _harness_directus(url, admin, reader, extra_env=None):
+    """Yield a LiveDirectus at `url`: the one answering there, else one up.sh starts (stopped
+    by down.sh when the session ends). `extra_env` goes to up.sh (server limits, SEED)."""
     if _answers_pong(url):
         yield LiveDirectus(url, admin, reader)
         return
@@ -74,6 +73,7 @@ def live_directus():
         )
     env = {
         **os.environ,
+        **(extra_env or {}),
         "DIRECTUS_PORT": str(parts.port or 8055),
         "ADMIN_TOKEN": admin,
         "READ_TOKEN": reader,
@@ -97,3 +97,72 @@ def live_directus():
         subprocess.run(
             ["bash", str(HARNESS_DIR / "down.sh")], env=env, capture_output=True, timeout=60
         )
+
+
+@pytest.fixture(scope="session")
+def live_directus():
+    url = os.environ.get("KILN_LIVE_DIRECTUS_URL", "http://127.0.0.1:8055").rstrip("/")
+    admin = os.environ.get("KILN_LIVE_DIRECTUS_ADMIN_TOKEN", "harness-admin-token")
+    reader = os.environ.get("KILN_LIVE_DIRECTUS_READ_TOKEN", "harness-read-token")
+    yield from _harness_directus(url, admin, reader)
+
+
+# The server limits real deployments set. MAX_BATCH_MUTATION=50 refuses the seed's 250-row
+# POSTs, so this instance starts without rows (SEED=0: schema and the reader user only; tests
+# create their own). QUERY_LIMIT_DEFAULT=20 (below the mutation limit) is what lets a batch
+# Directus accepts show the readback cut that QUERY_LIMIT_DEFAULT=100 gives a 150-row PATCH on
+# a server without MAX_BATCH_MUTATION.
+LIMITED_ENV = {
+    "QUERY_LIMIT_MAX": "500",
+    "QUERY_LIMIT_DEFAULT": "20",
+    "MAX_BATCH_MUTATION": "50",
+    "SEED": "0",
+}
+
+
+@pytest.fixture(scope="session")
+def live_directus_limited():
+    """A second Directus with server limits (LIMITED_ENV), on KILN_LIVE_DIRECTUS_LIMITED_URL."""
+    url = os.environ.get("KILN_LIVE_DIRECTUS_LIMITED_URL", "http://127.0.0.1:8065").rstrip("/")
+    admin = os.environ.get("KILN_LIVE_DIRECTUS_ADMIN_TOKEN", "harness-admin-token")
+    reader = os.environ.get("KILN_LIVE_DIRECTUS_READ_TOKEN", "harness-read-token")
+    for live in _harness_directus(url, admin, reader, LIMITED_ENV):
+        _require_limits(live)
+        yield live
+
+
+def _require_limits(live):
+    """An instance already answering at the URL must have the limits the tests rely on."""
+    request = urllib.request.Request(
+        f"{live.url}/server/info", headers={"Authorization": f"Bearer {live.admin_token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        limits = json.load(response)["data"].get("queryLimit")
+    wanted = {
+        "default": int(LIMITED_ENV["QUERY_LIMIT_DEFAULT"]),
+        "max": int(LIMITED_ENV["QUERY_LIMIT_MAX"]),
+    }
+    if limits != wanted:
+        pytest.fail(
+            f"{live.url} reports queryLimit {limits}, not {wanted}: start it with "
+            f"{' '.join(f'{k}={v}' for k, v in LIMITED_ENV.items())} ../shared/directus/up.sh",
+            pytrace=False,
+        )
+
+
+# Directus's rate limiter as customers turn it on: 20 requests a second per client address.
+RATE_LIMITED_ENV = {
+    "RATE_LIMITER_ENABLED": "true",
+    "RATE_LIMITER_POINTS": "20",
+    "RATE_LIMITER_DURATION": "1",
+    "SEED": "0",
+}
+
+
+@pytest.fixture(scope="session")
+def live_directus_rate_limited():
+    """A third Directus with the rate limiter on, on KILN_LIVE_DIRECTUS_RATE_LIMITED_URL."""
+    url = os.environ.get("KILN_LIVE_DIRECTUS_RATE_LIMITED_URL", "http://127.0.0.1:8075")
+    admin = os.environ.get("KILN_LIVE_DIRECTUS_ADMIN_TOKEN", "harness-admin-token")
+    reader = os.environ.get("KILN_LIVE_DIRECTUS_READ_TOKEN", "harness-read-token")
+    yield from _harness_directus(url.rstrip("/"), admin, reader, RATE_LIMITED_ENV)
