@@ -161,7 +161,13 @@ class UserForm(SetPasswordMixin, forms.ModelForm):
 class SyncForm(forms.ModelForm):
     """A sync's source, destination, mapping and settings; the schedule is checked by the engine."""
 
-    WRITE_BACK_FIELDS = ["connection", "collection", "write_mode", "match_field"]
+    WRITE_BACK_FIELDS = [
+        "connection",
+        "collection",
+        "write_mode",
+        "match_field",
+        "match_ignore_case",
+    ]
 
     class Meta:
         model = Sync
@@ -183,8 +189,10 @@ class SyncForm(forms.ModelForm):
             "collection",
             "write_mode",
             "match_field",
+            "match_ignore_case",
         ]
         labels = {
+            "match_ignore_case": "Ignore letter case",
             "saved_query": "Source (saved query)",
             "destination": "Clay destination",
             "template": "Mapping",
@@ -204,6 +212,7 @@ class SyncForm(forms.ModelForm):
             "skip_unchanged": "Do not resend a row whose payload equals the last one sent successfully.",
             "schedule": "e.g. 0 6 * * 1-5 for 06:00 on weekdays. Empty: run only on demand.",
             "paused": "A paused sync does not run on its schedule.",
+            "match_ignore_case": "Upsert: Ann@X.com matches an item with ann@x.com.",
         }
         widgets = {"schedule": forms.TextInput(attrs={"autocomplete": "off", "class": "mono"})}
 

@@ -47,6 +47,7 @@ class WriteBackSyncForm(forms.ModelForm):
             "collection",
             "write_mode",
             "match_field",
+            "match_ignore_case",
             "row_key",
             "destination",
             "template",
@@ -58,10 +59,13 @@ class WriteBackSyncForm(forms.ModelForm):
             "destination": "Clay destination (relay)",
             "template": "Clay row template (relay)",
             "rate_limit": "Rate limit (requests per second; 0 = none)",
+            "match_ignore_case": "Ignore letter case",
         }
         help_texts = {
             "collection": "Written to (write-back) or watched (relay).",
             "match_field": "Upsert: the field that tells an existing item, e.g. email.",
+            "match_ignore_case": "Upsert: Ann@X.com matches an item with ann@x.com. Off: an "
+            "item that differs only in letter case is not matched, and the row says so.",
         }
 
     def __init__(self, *args, **kwargs):

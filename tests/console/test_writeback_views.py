@@ -323,3 +323,25 @@ def test_a_write_back_route_has_no_relay_setting(operator_client, sync):
     operator_client.post(url, {"relay_own_writes": "on"})
     route.refresh_from_db()
     assert route.relay_own_writes is False
+
+
+def test_a_write_back_sync_can_match_ignoring_letter_case(operator_client, sync):
+    data = {
+        "name": "Leads back, any case",
+        "kind": Sync.Kind.CLAY_TO_DIRECTUS,
+        "connection": sync.connection_id,
+        "collection": "leads",
+        "write_mode": "upsert",
+        "match_field": "email",
+        "match_ignore_case": "on",
+        "row_key": "id",
+        "rate_limit": "0",
+    }
+    response = operator_client.post(reverse("console:writeback-sync-add"), data)
+    assert response.status_code == 302
+    created = Sync.objects.get(name="Leads back, any case")
+    assert created.match_ignore_case is True
+    page = operator_client.get(reverse("console:sync-detail", args=[created.pk]))
+    assert (
+        'matched by <span class="mono">email</span> ignoring letter case' in page.content.decode()
+    )
