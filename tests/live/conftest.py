@@ -99,12 +99,17 @@ def _harness_directus(url, admin, reader, extra_env=None):
         )
 
 
-@pytest.fixture(scope="session")
-def live_directus():
-    url = os.environ.get("KILN_LIVE_DIRECTUS_URL", "http://127.0.0.1:8055").rstrip("/")
+def _instance(url_variable, default_url, extra_env=None):
+    """The Directus at $url_variable (else default_url), started by the harness if need be."""
+    url = os.environ.get(url_variable, default_url).rstrip("/")
     admin = os.environ.get("KILN_LIVE_DIRECTUS_ADMIN_TOKEN", "harness-admin-token")
     reader = os.environ.get("KILN_LIVE_DIRECTUS_READ_TOKEN", "harness-read-token")
-    yield from _harness_directus(url, admin, reader)
+    yield from _harness_directus(url, admin, reader, extra_env)
+
+
+@pytest.fixture(scope="session")
+def live_directus():
+    yield from _instance("KILN_LIVE_DIRECTUS_URL", "http://127.0.0.1:8055")
 
 
 # The server limits real deployments set. MAX_BATCH_MUTATION=50 refuses the seed's 250-row
@@ -123,10 +128,7 @@ LIMITED_ENV = {
 @pytest.fixture(scope="session")
 def live_directus_limited():
     """A second Directus with server limits (LIMITED_ENV), on KILN_LIVE_DIRECTUS_LIMITED_URL."""
-    url = os.environ.get("KILN_LIVE_DIRECTUS_LIMITED_URL", "http://127.0.0.1:8065").rstrip("/")
-    admin = os.environ.get("KILN_LIVE_DIRECTUS_ADMIN_TOKEN", "harness-admin-token")
-    reader = os.environ.get("KILN_LIVE_DIRECTUS_READ_TOKEN", "harness-read-token")
-    for live in _harness_directus(url, admin, reader, LIMITED_ENV):
+    for live in _instance("KILN_LIVE_DIRECTUS_LIMITED_URL", "http://127.0.0.1:8065", LIMITED_ENV):
         _require_limits(live)
         yield live
 
@@ -162,7 +164,6 @@ RATE_LIMITED_ENV = {
 @pytest.fixture(scope="session")
 def live_directus_rate_limited():
     """A third Directus with the rate limiter on, on KILN_LIVE_DIRECTUS_RATE_LIMITED_URL."""
-    url = os.environ.get("KILN_LIVE_DIRECTUS_RATE_LIMITED_URL", "http://127.0.0.1:8075")
-    admin = os.environ.get("KILN_LIVE_DIRECTUS_ADMIN_TOKEN", "harness-admin-token")
-    reader = os.environ.get("KILN_LIVE_DIRECTUS_READ_TOKEN", "harness-read-token")
-    yield from _harness_directus(url.rstrip("/"), admin, reader, RATE_LIMITED_ENV)
+    yield from _instance(
+        "KILN_LIVE_DIRECTUS_RATE_LIMITED_URL", "http://127.0.0.1:8075", RATE_LIMITED_ENV
+    )
