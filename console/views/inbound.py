@@ -1,10 +1,13 @@
 """The public inbound endpoint: Clay HTTP API columns and Directus Flows POST rows here.
 
 Checks run cheapest first and nothing is stored until all pass: unknown route 404, wrong or
-missing secret 401, body over KILN_INBOUND_MAX_BYTES 413, malformed JSON 400. Then the
-receipt and its rows are committed and only then does Kiln answer 202 with the receipt id;
-processing happens in workers, so the endpoint answers the same whether they are busy or down.
+missing secret 401, body over KILN_INBOUND_MAX_BYTES 413 (chunked ones too), malformed or
+unstorable JSON 400 (see inbound.parse_body). Then the receipt and its rows are committed and
+only then does Kiln answer 202 with the receipt id; processing happens in workers, so the
+endpoint answers the same whether they are busy or down.
 """
+
+import logging
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -15,6 +18,8 @@ from django.views.decorators.http import require_POST
 from console.access import client_ip
 from integrations import inbound
 from integrations.models import InboundRoute, Sync
+
+logger = logging.getLogger(__name__)
 
 
 def _problem(status, message):
@@ -28,6 +33,20 @@ def _presented_secret(request) -> str:
         if auth.lower().startswith("bearer "):
             secret = auth[7:].strip()
     return secret
+
+
+def _read_body(request, size: int) -> bytes:
+    """Up to size bytes of the body, a chunked one (no Content-Length) included.
+
+    The stream, not request.body: no second size rule applies. Django's WSGI request reads
+    nothing without a Content-Length; the server has decoded the chunks, so they are read from
+    its input stream instead.
+    """
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    environ = getattr(request, "environ", {})
+    if chunked and not request.META.get("CONTENT_LENGTH") and "wsgi.input" in environ:
+        return environ["wsgi.input"].read(size)
+    return request.read(size)
 
 
 @csrf_exempt
@@ -49,7 +68,11 @@ def receive(request, route):
         declared = 0
     if declared > limit:
         return _problem(413, f"The body is {declared:,} bytes; this route takes at most {limit:,}.")
-    raw = request.read(limit + 1)  # the stream, not request.body: no second size rule applies
+    try:
+        raw = _read_body(request, limit + 1)
+    except Exception as exc:  # the server's stream: a client gone, a broken chunk
+        logger.info("Inbound route %s: body unreadable (%s)", found.pk, exc)
+        return _problem(400, "The body could not be read to its end.")
     if len(raw) > limit:
         return _problem(413, f"The body is over {limit:,} bytes, the most this route takes.")
     relay = found.sync.kind == Sync.Kind.RELAY

@@ -2,6 +2,7 @@
 duplicates are recognised; rows wait while workers are down and are written when they return."""
 
 import datetime as dt
+import io
 import json
 from unittest import mock
 
@@ -140,6 +141,84 @@ def test_a_malformed_body_is_400_naming_the_problem_and_stores_nothing(client, q
     response = post(client, route, body, secret)
     assert response.status_code == 400
     assert words in response.json()["error"]
+    assert nothing_stored()
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("[" * 2000 + "]" * 2000, "nested more than 64 levels"),
+        ('{"a": ' + "[" * 65 + "]" * 65 + "}", "nested more than 64 levels"),
+        ("[" * 100_000, "nested more than 64 levels"),
+        ('{"score": NaN}', "NaN"),
+        ('{"score": Infinity}', "Infinity"),
+        ('{"score": -Infinity}', "-Infinity"),
+        ('{"score": 1e400}', "too large to store"),
+        ('{"score": -1e400}', "too large to store"),
+        ('{"id": ' + "9" * 5000 + "}", "more than 4,300 digits"),
+        ('{"name": "a\\u0000b"}', "NUL"),
+        ('{"a\\u0000": 1}', "NUL"),
+        ('{"name": "\\ud800"}', "lone surrogate (\\ud800)"),
+        ('{"\\udfff": 1}', "lone surrogate"),
+        ('[{"email": "a@x"}, {"deep": {"list": ["\\ud83d"]}}]', "lone surrogate"),
+    ],
+)
+def test_an_unstorable_body_is_400_with_a_json_reason_and_stores_nothing(
+    client, queued, body, words
+):
+    route, secret = make_route()
+    response = post(client, route, body, secret)
+    assert response.status_code == 400
+    assert words in response.json()["error"]
+    assert nothing_stored()
+
+
+def test_a_row_64_levels_deep_with_escaped_emoji_and_a_4300_digit_number_is_stored(client, queued):
+    route, secret = make_route()
+    deep = "[" * 63 + "]" * 63
+    body = '{"email": "a@x.example", "note": "\\ud83d\\ude00 ok", "n": ' + "9" * 4300
+    response = post(client, route, body + ', "deep": ' + deep + "}", secret)
+    assert response.status_code == 202, response.content
+    assert InboundRow.objects.get().data["note"] == "\U0001f600 ok"
+
+
+def chunked(body) -> dict:
+    """What a server hands Django for a chunked body: no Content-Length, the decoded stream."""
+    data = json.dumps(body).encode()
+    return {
+        "CONTENT_LENGTH": "",
+        "HTTP_TRANSFER_ENCODING": "chunked",
+        "wsgi.input": io.BytesIO(data),
+    }
+
+
+def test_a_chunked_body_without_content_length_is_read(client, queued):
+    route, secret = make_route()
+    response = post(client, route, "", secret, **chunked({"email": "a@x.example"}))
+    assert response.status_code == 202, response.content
+    assert InboundRow.objects.get().data == {"email": "a@x.example"}
+
+
+def test_a_chunked_body_over_the_limit_is_413(client, queued, settings):
+    settings.KILN_INBOUND_MAX_BYTES = 100
+    route, secret = make_route()
+    rows = [{"email": f"{n}@x.example"} for n in range(20)]
+    response = post(client, route, "", secret, **chunked(rows))
+    assert response.status_code == 413
+    assert nothing_stored()
+
+
+def test_a_body_the_server_cannot_read_is_400(client, queued, monkeypatch):
+    from django.core.handlers.wsgi import WSGIRequest
+
+    def broken(self, *args):
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(WSGIRequest, "read", broken)
+    route, secret = make_route()
+    response = post(client, route, {"email": "a@x.example"}, secret)
+    assert response.status_code == 400
+    assert "could not be read" in response.json()["error"]
     assert nothing_stored()
 
 
