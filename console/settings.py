@@ -173,6 +173,10 @@ KILN_MAX_RESPONSE_BYTES = env_int("KILN_MAX_RESPONSE_BYTES", 5 * 1024 * 1024)
 KILN_TOKEN_MAX_AGE_DAYS = env_int("KILN_TOKEN_MAX_AGE_DAYS", 90)
 KILN_LOGIN_MAX_FAILURES = env_int("KILN_LOGIN_MAX_FAILURES", 5)
 KILN_LOGIN_LOCKOUT_SECONDS = env_int("KILN_LOGIN_LOCKOUT_SECONDS", 900)
+# Failures from one address, whatever the usernames, before that address is locked out.
+KILN_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("KILN_LOGIN_MAX_FAILURES_PER_ADDRESS", 50)
+# Addresses/CIDRs of the proxies in front of Kiln: X-Forwarded-For is believed only from them.
+KILN_TRUSTED_PROXIES = env_list("KILN_TRUSTED_PROXIES")
 KILN_ROW_RESULT_RETENTION_DAYS = env_int("KILN_ROW_RESULT_RETENTION_DAYS", 30)
 KILN_INBOUND_MAX_BYTES = env_int("KILN_INBOUND_MAX_BYTES", 1024 * 1024)
 # A run is worked in slices; a worker's claim on a run lapses if not renewed within the lease.

@@ -76,6 +76,8 @@ console_patterns = [
     path("users/", users.users, name="users"),
     path("users/new/", users.add_user, name="user-add"),
     path("users/<int:pk>/", users.edit_user, name="user-edit"),
+    path("users/<int:pk>/unlock/", users.unlock_user, name="user-unlock"),
+    path("users/unlock-address/", users.unlock_address, name="address-unlock"),
 ]
 
 # Write-back, inbound routes and the relay (Clay → Directus, Directus Flow → Clay)

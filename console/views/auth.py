@@ -3,33 +3,21 @@
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.core.cache import cache
 from django.utils.decorators import method_decorator
 
+from console import lockout
 from console.access import client_ip
 from integrations.models import AuditEvent
 
 
-def _keys(request, username):
-    return [f"login-fail:ip:{client_ip(request)}", f"login-fail:user:{(username or '').lower()}"]
-
-
-def is_locked_out(request, username) -> bool:
-    limit = settings.KILN_LOGIN_MAX_FAILURES
-    return any((cache.get(key) or 0) >= limit for key in _keys(request, username))
-
-
-def record_failure(request, username) -> None:
-    for key in _keys(request, username):
-        cache.add(key, 0, settings.KILN_LOGIN_LOCKOUT_SECONDS)
-        try:
-            cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, settings.KILN_LOGIN_LOCKOUT_SECONDS)
-
-
-def clear_failures(request, username) -> None:
-    cache.delete_many(_keys(request, username))
+def _lockout_message(locked: str) -> str:
+    minutes = max(1, settings.KILN_LOGIN_LOCKOUT_SECONDS // 60)
+    if locked == lockout.ADDRESS:
+        return f"Too many failed sign-ins from your address. Wait {minutes} minutes and try again."
+    return (
+        "Too many failed sign-ins for this account from your address. Wait "
+        f"{minutes} minutes, or ask an admin to unlock the account."
+    )
 
 
 @method_decorator(login_not_required, name="dispatch")
@@ -39,20 +27,17 @@ class LoginView(auth_views.LoginView):
 
     def post(self, request, *args, **kwargs):
         username = request.POST.get("username", "")
-        if is_locked_out(request, username):
+        locked = lockout.lockout(username, client_ip(request))
+        if locked:
             form = self.get_form()
             form.errors.clear()
-            form.add_error(
-                None,
-                "Too many failed sign-ins. Wait "
-                f"{settings.KILN_LOGIN_LOCKOUT_SECONDS // 60} minutes and try again.",
-            )
+            form.add_error(None, _lockout_message(locked))
             return self.render_to_response(self.get_context_data(form=form), status=429)
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form):
         username = self.request.POST.get("username", "")
-        record_failure(self.request, username)
+        lockout.record_failure(username, client_ip(self.request))
         AuditEvent.objects.create(
             action=AuditEvent.Action.LOGIN_FAILED,
             actor_name=username[:150],
@@ -63,7 +48,7 @@ class LoginView(auth_views.LoginView):
         return super().form_invalid(form)
 
     def form_valid(self, form):
-        clear_failures(self.request, form.get_user().username)
+        lockout.clear_failures(form.get_user().username, client_ip(self.request))
         return super().form_valid(form)
 
 

@@ -82,3 +82,66 @@ def test_a_deactivated_user_cannot_sign_in(client, viewer_user):
     )
     assert response.status_code == 200
     assert client.get(reverse("console:home")).status_code == 302
+
+
+def _lock(client, username, address="203.0.113.9", times=5):
+    for _ in range(times):
+        client.post(
+            reverse("console:login"),
+            {"username": username, "password": "wrong"},
+            REMOTE_ADDR=address,
+        )
+
+
+def test_an_admin_sees_and_lifts_a_users_lockout(client, admin_user, viewer_user):
+    _lock(client, "viewer")
+    client.force_login(admin_user)
+    page = client.get(reverse("console:users")).content.decode()
+    assert "locked on 203.0.113.9" in page
+    response = client.post(reverse("console:user-unlock", args=[viewer_user.pk]))
+    assert response.status_code == 302
+    assert "locked on" not in client.get(reverse("console:users")).content.decode()
+    event = AuditEvent.objects.get(action="changed", target_type="user")
+    assert event.details == {"unlocked": ["203.0.113.9"]}
+    client.logout()
+    response = client.post(
+        reverse("console:login"),
+        {"username": "viewer", "password": "pw-for-tests-123"},
+        REMOTE_ADDR="203.0.113.9",
+    )
+    assert response.status_code == 302
+
+
+def test_an_admin_lifts_an_address_lockout(client, admin_user, settings):
+    settings.KILN_LOGIN_MAX_FAILURES_PER_ADDRESS = 6
+    for n in range(6):
+        _lock(client, f"guess-{n}", times=1)
+    client.force_login(admin_user)
+    assert client.get(reverse("console:users")).context["locked_addresses"] == ["203.0.113.9"]
+    response = client.post(reverse("console:address-unlock"), {"address": "203.0.113.9"})
+    assert response.status_code == 302
+    assert client.get(reverse("console:users")).context["locked_addresses"] == []
+    assert AuditEvent.objects.filter(action="changed", target_type="address").count() == 1
+    client.logout()
+    response = client.post(
+        reverse("console:login"),
+        {"username": "admin", "password": "pw-for-tests-123"},
+        REMOTE_ADDR="203.0.113.9",
+    )
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize("fixture", ["operator_client", "viewer_client"])
+def test_only_admins_lift_lockouts(request, fixture, viewer_user):
+    client = request.getfixturevalue(fixture)
+    _lock(client, "viewer")
+    assert client.post(reverse("console:user-unlock", args=[viewer_user.pk])).status_code == 403
+    response = client.post(reverse("console:address-unlock"), {"address": "203.0.113.9"})
+    assert response.status_code == 403
+
+
+def test_an_outsider_is_sent_to_sign_in_before_unlocking(client, viewer_user):
+    response = client.post(reverse("console:user-unlock", args=[viewer_user.pk]))
+    assert response.status_code == 302 and reverse("console:login") in response["Location"]
+    response = client.post(reverse("console:address-unlock"), {"address": "203.0.113.9"})
+    assert response.status_code == 302 and reverse("console:login") in response["Location"]
