@@ -156,10 +156,21 @@ def install_flow(request, pk):
     context = _exports_context(template, choices, install=outcome)
     if request.htmx:
         return render(request, "mappings/exports.html#install-result", context)
-    return render(request, "mappings/exports.html", context, status=200 if outcome["ok"] else 400)
+    status = 200 if outcome["ok"] else outcome.get("status", 400)
+    return render(request, "mappings/exports.html", context, status=status)
 
 
 def _install(request, template, choices) -> dict:
+    if choices["target"] == "destination" and not request.user.is_admin:
+        # The Flow would hold the destination's webhook URL and auth token in plaintext:
+        # secrets that only admins manage (and nobody can read back in Kiln).
+        return {
+            "ok": False,
+            "status": 403,
+            "message": "Only an admin may install a Flow that sends to a Clay destination: "
+            "its webhook URL and auth token would be stored in Directus in plaintext. "
+            "Ask an admin, or send to a custom URL.",
+        }
     if template.kind not in ITEM_KINDS:
         return {"ok": False, "message": "Only Flow and Clay-row templates install as a Flow."}
     if template.connection is None:
@@ -202,8 +213,25 @@ def _install(request, template, choices) -> dict:
             "collections": choices["collections"],
             "target": target,
             "connection": template.connection.name,
+            "plaintext_secrets": choices["target"] == "destination",
         },
     )
+    if choices["target"] == "destination":
+        # The destination's own history says where its secrets went.
+        AuditEvent.record(
+            request.user,
+            client_ip(request),
+            AuditEvent.Action.USED,
+            choices["destination"],
+            {
+                "use": "installed in a Directus Flow in plaintext",
+                "flow_id": result.flow_id,
+                "template": template.name,
+                "connection": template.connection.name,
+                "secrets": ["webhook_url"]
+                + (["auth_token"] if choices["destination"].auth_token_id else []),
+            },
+        )
     return {
         "ok": True,
         "created": result.created,

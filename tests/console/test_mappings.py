@@ -560,7 +560,7 @@ def flow_api(fake, flow_id="f-1", op_id="o-1"):
 
 
 def test_install_needs_the_plaintext_confirmation_for_a_destination(
-    operator_client, flow_template, destination, fake
+    admin_client, flow_template, destination, fake
 ):
     routes = flow_api(fake)
     url = reverse("console:template-install", args=[flow_template.pk])
@@ -570,10 +570,10 @@ def test_install_needs_the_plaintext_confirmation_for_a_destination(
         "target": "destination",
         "destination": destination.pk,
     }
-    response = operator_client.post(url, data)
+    response = admin_client.post(url, data)
     assert response.status_code == 400 and "Tick the box" in response.content.decode()
     assert not routes["create_flow"].called
-    response = operator_client.post(url, {**data, "confirm_plaintext": "1"})
+    response = admin_client.post(url, {**data, "confirm_plaintext": "1"})
     assert response.status_code == 200
     operation = json.loads(routes["create_op"].calls.last.request.content)
     assert operation["options"]["url"] == WEBHOOK and operation["flow"] == "f-1"
@@ -590,6 +590,53 @@ def test_install_needs_the_plaintext_confirmation_for_a_destination(
     assert "HOOKSECRET" not in json.dumps(event.details) and "AUTHSECRET" not in json.dumps(
         event.details
     )
+    assert event.details["plaintext_secrets"] is True
+    used = AuditEvent.objects.get(action="used", target_type="claydestination")
+    assert used.target_id == str(destination.pk) and used.actor_name == "admin"
+    assert used.details["secrets"] == ["webhook_url", "auth_token"]
+    assert used.details["flow_id"] == "f-1"
+
+
+INSTALL_TO_DESTINATION = {
+    "scope": "items.create",
+    "collections": "articles",
+    "target": "destination",
+    "confirm_plaintext": "1",
+}
+
+
+def test_an_operator_may_not_install_a_destinations_secrets_into_a_flow(
+    operator_client, flow_template, destination, fake
+):
+    routes = flow_api(fake)
+    url = reverse("console:template-install", args=[flow_template.pk])
+    data = {**INSTALL_TO_DESTINATION, "destination": destination.pk}
+    response = operator_client.post(url, data)
+    html = response.content.decode()
+    assert response.status_code == 403 and "Only an admin may install" in html
+    assert not routes["create_flow"].called and not routes["create_op"].called
+    htmx_html = operator_client.post(url, data, HTTP_HX_REQUEST="true").content.decode()
+    assert "Only an admin may install" in htmx_html
+    assert not AuditEvent.objects.filter(action__in=["installed", "used"]).exists()
+    # The page tells an operator up front instead of offering the confirmation box.
+    page = operator_client.get(
+        reverse("console:template-exports", args=[flow_template.pk]),
+        {"scope": "items.create", "target": "destination", "destination": destination.pk},
+    ).content.decode()
+    assert 'name="confirm_plaintext"' not in page and "Only an admin may install" in page
+
+
+def test_a_viewer_and_an_outsider_cannot_install_a_flow(
+    client, viewer_user, flow_template, destination, fake
+):
+    routes = flow_api(fake)
+    url = reverse("console:template-install", args=[flow_template.pk])
+    data = {**INSTALL_TO_DESTINATION, "destination": destination.pk}
+    response = client.post(url, data)
+    assert response.status_code == 302 and "/login/" in response["Location"]
+    client.force_login(viewer_user)
+    assert client.post(url, data).status_code == 403
+    assert not routes["create_flow"].called
 
 
 def test_reinstalling_updates_the_same_flow(operator_client, flow_template, fake):
