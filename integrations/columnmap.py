@@ -41,6 +41,14 @@ CAST_WORDS = {
 }
 
 
+class MappingError(ValueError):
+    """A row the mapping cannot turn into an item; `problems` are sentences for a person."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
 @dataclass(frozen=True)
 class Entry:
     column: str

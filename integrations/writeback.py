@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-from integrations import http, ratelimit
+from integrations import columnmap, http, ratelimit
 from integrations.directus import DirectusError, _encode_params
 from integrations.sender import backoff
 
@@ -770,27 +770,29 @@ def _norm(value) -> str:
 # -- a write-back run's rows: CSV lines or inbound rows -> WriteRows -> outcomes ----------------
 
 
-def template_for(sync, upload=None):
-    """(parsed template or None, options): the upload's column mapping, else the sync's template."""
+def template_for(sync):
+    """(parsed template or None, options): the sync's template; None sends the row as it is."""
     from integrations import mapping
 
-    if upload is not None and upload.mapping:
-        rows = [
-            mapping.MappingRow(
-                m["field"], m.get("source_kind", "column"), m["source"], tuple(m.get("casts") or ())
-            )
-            for m in upload.mapping
-        ]
-        return mapping.parse(mapping.body_from_mapping(rows)), {"missing": "omit"}
     if sync.template_id:
         return mapping.parse(sync.template.body), sync.template.options or {}
     return None, {}
 
 
+def _nothing_mapped(entries, data) -> str:
+    wanted = ", ".join(f'"{e.column}"' for e in entries[:8])
+    sent = ", ".join(f'"{k}"' for k in list(data)[:8]) or "no columns"
+    return (
+        f"None of the mapped columns is in this row (the mapping reads {wanted}; the row has "
+        f"{sent}): nothing to write. Add its columns to the mapping."
+    )
+
+
 class Processor:
     """Turns a batch of CSV lines or InboundRows into written rows and their outcomes."""
 
-    def __init__(self, run, stop, upload=None):
+    def __init__(self, run, stop, upload=None, columns=None):
+        """`columns`: an inbound route's column → field entries (a CSV upload brings its own)."""
         from integrations import mapping
 
         self.mapping = mapping
@@ -800,7 +802,9 @@ class Processor:
             raise ValueError(
                 "Choose a Directus connection and a collection for this write-back sync."
             )
-        self.template, self.options = template_for(sync, upload)
+        self.template, self.options = template_for(sync)
+        # Clay column -> Directus field with casts: a CSV upload's mapping or the route's.
+        self.columns = columnmap.entries(upload.mapping) if upload is not None else columns or []
         self.directus = sync.connection.client()
         learned = (run.checkpoint or {}).get("write_limits") or {}
         self.writer = Writer(
@@ -821,6 +825,13 @@ class Processor:
         self.directus.close()
 
     def _data(self, values: dict) -> dict:
+        if self.columns:
+            data, problems = columnmap.apply(self.columns, values)
+            if not problems and not data and not any(e.column in values for e in self.columns):
+                problems = [_nothing_mapped(self.columns, values)]
+            if problems:
+                raise columnmap.MappingError(problems)
+            return data
         if self.upload is not None:
             values = {
                 k: v for k, v in values.items() if v != ""
@@ -857,6 +868,15 @@ class Processor:
                 key, values = f"#{item.pk}", item.data
             try:
                 data = self._data(values)
+            except columnmap.MappingError as exc:
+                outcomes[index] = WriteOutcome(
+                    key,
+                    "failed",
+                    error_code="MAPPING_ERROR",
+                    error_message=http.redact(" ".join(exc.problems))[:2000],
+                    request_excerpt=excerpt(values),
+                )
+                continue
             except (self.mapping.TemplateError, ValueError, TypeError, LookupError) as exc:
                 problems = getattr(exc, "problems", None)
                 message = "; ".join(str(p) for p in problems) if problems else str(exc)

@@ -374,17 +374,12 @@ def _mapping_problems(upload) -> list[str]:
             f"Update finds items by “{key}”, and no column is mapped to it (nor is there a "
             f"{ROW_ID_COLUMN} column to find them through their round trip)."
         )
-    try:
-        _template(upload)
-    except mapping.TemplateError as exc:
-        problems += [str(p) for p in exc.problems]
+    unknown = sorted(
+        {c for e in columnmap.entries(upload.mapping) for c in e.casts if c not in mapping.CASTS}
+    )
+    if unknown:
+        problems.append(f"Unknown cast{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.")
     return problems
-
-
-def _template(upload):
-    from integrations.writeback import template_for
-
-    return template_for(upload.sync, upload)
 
 
 def _checked(upload, entries) -> dict:

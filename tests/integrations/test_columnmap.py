@@ -1,13 +1,10 @@
 """Column → field mapping (pure): names folded for the guess, casts from field types, one
 row mapped the same way for a CSV line and an inbound row — and as the CSV writer's template."""
 
-from types import SimpleNamespace
-
 import pytest
 
 from integrations import columnmap
 from integrations.columnmap import Entry
-from integrations.writeback import template_for
 
 FIELDS = {
     "id": {"type": "integer"},
@@ -95,23 +92,3 @@ def test_match_values_compare_as_text_as_the_writer_compares_them():
     assert columnmap.key_text(True) == "true"
     assert columnmap.key_text("Ann@X.example") != columnmap.key_text("ann@x.example")
     assert columnmap.key_text("Ann@X.example", fold_case=True) == "ann@x.example"
-
-
-@pytest.mark.parametrize(
-    "row",
-    [
-        {"Email": " A@X.example ", "Score": "7", "Active": "yes", "Notes": "n"},
-        {"Email": "b@x.example", "Score": "", "Active": "", "Notes": ""},
-        {"Email": "c@x.example", "Score": "1e3", "Active": "0", "Notes": "{not json"},
-    ],
-)
-def test_the_mapping_gives_what_the_csv_writers_template_writes(row):
-    upload_rows = [
-        {"field": "email", "source_kind": "column", "source": "Email", "casts": ["trim", "lower"]},
-        {"field": "score", "source_kind": "column", "source": "Score", "casts": ["integer"]},
-        {"field": "active", "source_kind": "column", "source": "Active", "casts": ["boolean"]},
-    ]
-    template, options = template_for(None, SimpleNamespace(mapping=upload_rows))
-    # writeback.Processor drops empty cells before rendering a CSV line.
-    written = template.render({k: v for k, v in row.items() if v != ""}, options)
-    assert columnmap.apply(columnmap.entries(upload_rows), row) == (written, [])
