@@ -7,6 +7,15 @@ checkpoint (the last cursor fully recorded, and the keys now in flight) and the 
 A crash therefore loses nothing recorded, and the only rows a resumed run may send twice
 are those listed as in flight: it flags them `resent` and counts them.
 
+Rows reach the sender in grants, not whole windows: a grant is noted in the checkpoint as in
+flight before it is handed over, and is sized to about a second of sending, so "in flight"
+(and a resumed run's "sent twice") means rows that may really have left, not two pages of them.
+At the slice's deadline no more rows are granted and the sender hands back what it has not
+sent (and rows awaiting a retry); they are kept in the checkpoint (`carry`, bodies included)
+and the next slice sends them first. An unreachable rate-limit store (Redis) pauses sending;
+database errors are retried on a fresh connection for up to DB_OUTAGE_SECONDS. Either way the
+checkpoint's `waiting` says what the run waits for, for the run page.
+
 Only the coordinating thread touches the database. The rows are sent by a sender
 process (sender.SenderProcess), so reading, rendering and recording here do not wait for the
 GIL its HTTP threads hold.
@@ -22,14 +31,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from integrations import bulk, clay, http, mapping, roundtrip, sources
 from integrations.directus import DirectusError
 from integrations.models import ClayDestination, RowResult, RunDailyStat, SyncRowState, SyncRun
-from integrations.sender import Job, RowOutcome, SenderProcess, backoff, excerpt
+from integrations.sender import UNSENT, Job, RowOutcome, SenderProcess, backoff, excerpt
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +49,9 @@ READ_ATTEMPTS = 5
 # A read refused by Directus's rate limiter is retried for this long, not a number of times:
 # under a 20 requests/s limiter a page can be refused many times in a row.
 RATE_LIMITED_READ_SECONDS = 120.0
+# PostgreSQL restarting or dropping connections: the engine's writes are retried this long.
+DB_OUTAGE_SECONDS = 60.0
+DB_ERRORS = (OperationalError, InterfaceError)
 Status = RowResult.Status
 # The order of the row tuples _flush writes.
 RESULT_FIELDS = [
@@ -85,6 +97,9 @@ class Window:
     outcomes: list = field(default_factory=list)
     jobs: list = field(default_factory=list)
     pending: int = 0
+    submitted: int = 0  # jobs[:submitted] were handed to the sender
+    unsent: list = field(default_factory=list)  # Jobs handed back at the deadline (carried)
+    carried: bool = False  # the window of rows an earlier slice handed back
     queued_at: object = field(default_factory=timezone.now)  # issue 6: the trace's "queued"
 
     @property
@@ -103,6 +118,9 @@ class Inbox:
         self.by_id = by_id
         self.lock = threading.Lock()
         self.finished = queue.SimpleQueue()  # ids of windows whose last row came back
+        self.returned = 0  # outcomes the sender handed back, all windows
+        self.low_water = 0  # wake the coordinator when rows at the sender drop below this
+        self.submitted = 0
 
     def put(self, item) -> None:  # the Sender's `results` interface: (window id, RowOutcome)
         window_id, outcome = item
@@ -110,9 +128,13 @@ class Inbox:
         with self.lock:
             window.outcomes.append(outcome)
             window.pending -= 1
+            self.returned += 1
             done = window.pending == 0
+            hungry = self.submitted - self.returned == self.low_water
         if done:
             self.finished.put(window_id)
+        elif hungry:
+            self.finished.put(None)  # the sender runs low: grant more rows
 
 
 class Slice:
@@ -130,6 +152,13 @@ class Slice:
         self.boundary = dict(checkpoint.get("boundary", self.at_mark))
         self.cap = checkpoint.get("cap")  # newest change time when the read began
         self.possibly_sent = set(checkpoint.get("inflight", []))
+        # Rows an earlier slice handed back unsent: [key, body, hash, resent, attempts].
+        # A carried row that was in flight when its slice died may have gone out: flagged.
+        self.carry = [
+            Job(-1, key, body, digest, resent or key in self.possibly_sent, attempts)
+            for key, body, digest, resent, attempts in checkpoint.get("carry", [])
+        ]
+        self.waited = checkpoint.get("waited", "")
         self.already_recorded = (
             set(
                 RowResult.objects.filter(run=run, row_key__in=self.possibly_sent).values_list(
@@ -151,6 +180,14 @@ class Slice:
         self.last_control = 0.0
         self.last_heartbeat = time.monotonic()
         self.sender = None
+        self.finishing = False  # the deadline passed: no more rows granted
+        self.waiting = ""  # "redis" or "database" while the run waits for it, for the run page
+        self.shown_waiting = ""  # what the checkpoint in the database says
+        self.db_down_since = None
+        self.db_unsure = False  # a write failed: it may have committed before the error
+        self.rate_at, self.rate_done, self.rate = time.monotonic(), 0, 0.0
+        self.first_grant_at = None
+        self.redis_down_since = None
         if run.cancel_requested:
             self._cancel()
 
@@ -176,14 +213,20 @@ class Slice:
                     self.stop.set()
                 if self.sender:
                     self.sender.close()
-        if exhausted:
-            self._finish()
+        if exhausted and not self.carry:
+            self._db(self._finish)
             return False
-        self._release()
+        self._db(self._release)
         return True
 
     def _pipeline(self) -> bool:
         exhausted = False
+        if self.carry:  # rows an earlier slice handed back go first
+            window = Window(self.next_id, self._recorded_cursor(), carried=True)
+            self.next_id += 1
+            window.jobs = [_moved(job, window.id) for job in self.carry]
+            self.carry = []
+            self._dispatch(window)
         while True:
             # Every slice reads at least one window, however slow its start: progress, always.
             while (
@@ -195,12 +238,14 @@ class Slice:
                 if window is None:
                     exhausted = True
                     break
-                self._save_inflight(window)
                 self._dispatch(window)
             if not self.windows:
                 return exhausted
             self._collect()
+            if self._time_up() and not self.finishing and self._sender_had_a_moment():
+                self._wrap_up()
             self._control()
+            self._grant()
             while self.windows and self.windows[0].done:
                 upcoming = None
                 if not exhausted and not self._time_up():
@@ -210,9 +255,14 @@ class Slice:
                 self._flush(self.windows.popleft(), upcoming)
                 if upcoming:
                     self._dispatch(upcoming)
+                    self._grant()
 
     def _time_up(self) -> bool:
         return time.monotonic() >= self.deadline
+
+    def _sender_had_a_moment(self) -> bool:
+        # However late the first page came, its first rows get a chance to start: progress.
+        return self.first_grant_at is None or time.monotonic() - self.first_grant_at >= 1.0
 
     # -- reading and preparing rows ------------------------------------------------------
 
@@ -427,11 +477,87 @@ class Slice:
     # -- sending -------------------------------------------------------------------------
 
     def _dispatch(self, window: Window):
+        """Take the window into the pipeline; its rows go to the sender in grants."""
         self.windows.append(window)
         self.by_id[window.id] = window
-        window.pending = len(window.jobs)
+        with self.results.lock:
+            window.pending = len(window.jobs)
         if window.jobs:
-            self._sender().submit_all(window.jobs)
+            self._sender()
+            self._grant()
+
+    def _budget(self) -> int:
+        """Rows the sender may hold at once: about two control intervals of its recent pace."""
+        now = time.monotonic()
+        returned = self.results.returned
+        elapsed = now - self.rate_at
+        pace = (returned - self.rate_done) / max(elapsed, 0.05)
+        if elapsed >= CONTROL_INTERVAL:
+            self.rate_at, self.rate_done = now, returned
+            self.rate = pace
+        pace = max(pace, self.rate)
+        return max(2 * max(1, self.sync.concurrency), int(pace * CONTROL_INTERVAL * 2) + 1)
+
+    def _grant(self):
+        """Hand the sender more rows, after noting them in flight (a crash may send them twice)."""
+        if self.sender is None or self.finishing or self.stop.is_set():
+            return
+        budget = self._budget()
+        room = budget - (self.results.submitted - self.results.returned)
+        batch = []
+        for window in self.windows:
+            while room > len(batch) and window.submitted < len(window.jobs):
+                batch.append(window.jobs[window.submitted])
+                window.submitted += 1
+        if not batch:
+            return
+        self._db(self._write_checkpoint)
+        if self.first_grant_at is None:
+            self.first_grant_at = time.monotonic()
+        with self.results.lock:
+            self.results.submitted += len(batch)
+            self.results.low_water = budget // 2
+        self.sender.submit_all(batch)
+
+    def _write_checkpoint(self):
+        checkpoint = self._checkpoint()
+        self._owned().update(checkpoint=checkpoint, lease_expires_at=self._lease_end()) or (
+            self._lost()
+        )
+        self.shown_waiting = checkpoint.get("waiting", "")
+
+    def _wrap_up(self):
+        """The deadline: grant nothing more; what the sender has not sent comes back UNSENT."""
+        self.finishing = True
+        with self.results.lock:
+            for window in self.windows:
+                kept = window.jobs[window.submitted :]
+                window.unsent += kept
+                window.pending -= len(kept)
+                del window.jobs[window.submitted :]
+        if self.sender is not None:
+            self.sender.finish()
+        for window in self.windows:
+            if window.done:
+                self.results.finished.put(window.id)
+
+    def _take_back(self, code, message):
+        """Rows never handed to the sender end as skipped (a cancel)."""
+        with self.results.lock:
+            for window in self.windows:
+                kept = window.jobs[window.submitted :]
+                del window.jobs[window.submitted :]
+                window.pending -= len(kept)
+                window.outcomes += [
+                    RowOutcome(
+                        j.key,
+                        Status.SKIPPED,
+                        error_code=code,
+                        error_message=message,
+                        payload_hash=j.payload_hash,
+                    )
+                    for j in kept
+                ]
 
     def _sender(self) -> SenderProcess:
         if self.sender is None:
@@ -471,18 +597,76 @@ class Slice:
         if not force and now - self.last_control < CONTROL_INTERVAL:
             return
         self.last_control = now
+        self._db(self._control_once, now)
+
+    def _control_once(self, now):
         if cancel_requested(self.run.pk, self.worker_id) and not self.cancelled:
             self._cancel()
-        if now - self.last_heartbeat >= heartbeat_seconds():
+        self._note_redis((self.sender.waiting if self.sender else "") == "redis")
+        if self.waiting != self.shown_waiting:
+            self._write_checkpoint()
+            self.last_heartbeat = now
+        elif now - self.last_heartbeat >= heartbeat_seconds():
             self._owned().update(
                 lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds())
             ) or self._lost()
             self.last_heartbeat = now
 
+    def _note_redis(self, down: bool):
+        if down and self.redis_down_since is None:
+            self.redis_down_since = time.monotonic()
+        elif not down and self.redis_down_since is not None:
+            self._waited("Redis", self.redis_down_since)
+            self.redis_down_since = None
+        self.waiting = "redis" if down else ""
+
+    def _waited(self, what, since):
+        seconds = time.monotonic() - since
+        at = timezone.now().strftime("%H:%M:%S")
+        self.waited = f"Waited {seconds:.0f} s for {what} (until {at} UTC); nothing was lost."
+
     def _cancel(self):
         self.cancelled = True
         self.stop.set()
         self.drain = ("CANCELLED", "The run was cancelled before this row was sent.")
+        self._take_back(*self.drain)
+        for window in self.windows:
+            if window.done:
+                self.results.finished.put(window.id)
+
+    def _db(self, write, *args):
+        """Run a database step, retried on a fresh connection while PostgreSQL is unreachable.
+
+        A write that failed may still have committed (the answer was lost): `db_unsure` tells
+        the step to look before it writes again. Gives up after DB_OUTAGE_SECONDS.
+        """
+        attempt = 0
+        while True:
+            try:
+                result = write(*args)
+            except DB_ERRORS as exc:
+                now = time.monotonic()
+                if self.db_down_since is None:
+                    self.db_down_since = now
+                    logger.warning("Run %s: waiting for the database: %s", self.run.pk, exc)
+                if now - self.db_down_since >= DB_OUTAGE_SECONDS:
+                    raise
+                self.db_unsure, self.waiting = True, "database"
+                attempt += 1
+                _drop_connection()
+                time.sleep(min(2.0, 0.1 * 2**attempt))
+                continue
+            if self.db_down_since is not None:
+                logger.warning(
+                    "Run %s: the database answers again after %.0f s",
+                    self.run.pk,
+                    time.monotonic() - self.db_down_since,
+                )
+                self._waited("the database", self.db_down_since)
+                self.db_down_since = None
+                self.waiting = "redis" if self.redis_down_since is not None else ""
+            self.db_unsure = False
+            return result
 
     def _pause(self, seconds):
         end = time.monotonic() + seconds
@@ -498,22 +682,32 @@ class Slice:
 
     # -- recording -----------------------------------------------------------------------
 
-    def _checkpoint(self, after, upcoming=None) -> dict:
-        inflight = [j.key for w in self.windows for j in w.jobs]
-        if upcoming:
-            inflight += [j.key for j in upcoming.jobs]
-        checkpoint = {"after": after, "inflight": inflight, "hwm": self.hwm}
+    def _checkpoint(self, after=None) -> dict:
+        """The run's state as the database keeps it; `after` defaults to the last recorded."""
+        inflight, carry = [], [_carried(j) for j in self.carry]
+        for w in self.windows:
+            inflight += [j.key for j in w.jobs[: w.submitted]]
+            if w.carried:  # rows handed back by an earlier slice stay carried until recorded
+                carry += [_carried(j) for j in w.jobs + w.unsent]
+            else:
+                carry += [_carried(j) for j in w.unsent]
+        checkpoint = {
+            "after": self._recorded_cursor() if after is None else after,
+            "inflight": inflight,
+            "hwm": self.hwm,
+        }
+        if carry:
+            checkpoint["carry"] = carry
+        if self.waiting:
+            checkpoint["waiting"] = self.waiting
+        if self.waited:
+            checkpoint["waited"] = self.waited
+        sending = self.results.submitted - self.results.returned
+        if sending > 0:
+            checkpoint["sending"] = sending
         if self._incremental():
             checkpoint.update(boundary=self.boundary, at_mark=self.at_mark, cap=self.cap)
         return checkpoint
-
-    def _save_inflight(self, window: Window):
-        """Before its rows go out, note them as in flight (a crash may then send them twice)."""
-        if window.jobs:
-            checkpoint = self._checkpoint(self._recorded_cursor(), window)
-            self._owned().update(
-                checkpoint=checkpoint, lease_expires_at=self._lease_end()
-            ) or self._lost()
 
     def _recorded_cursor(self):
         return (self.run.checkpoint or {}).get("after")
@@ -521,17 +715,27 @@ class Slice:
     def _lease_end(self):
         return timezone.now() + timedelta(seconds=lease_seconds())
 
-    def _flush(self, window: Window, upcoming: Window | None):
+    def _flush(self, window: Window, upcoming: Window | None = None):
         self.by_id.pop(window.id, None)
         now = timezone.now()
-        outcomes = window.outcomes
+        unsent_keys = set()
+        for o in window.outcomes:
+            if o.status == UNSENT:  # handed back at the deadline: carried, not recorded
+                job = next(j for j in window.jobs if j.key == o.key)
+                window.unsent.append(_moved(job, -1, attempts=o.attempts))
+                unsent_keys.add(o.key)
+        outcomes = [o for o in window.outcomes if o.status != UNSENT]
+        window.outcomes = outcomes
+        self.carry += window.unsent
+        window.unsent = []
         counts = {Status.SENT: 0, Status.SKIPPED: 0, Status.FAILED: 0}
         resent = 0
         for o in outcomes:
             counts[o.status] += 1
             resent += o.resent
         failures = [o for o in outcomes if o.status == Status.FAILED]
-        checkpoint = self._checkpoint(window.cursor, upcoming)
+        # A carried window does not move the cursor: its rows were read by an earlier slice.
+        checkpoint = self._checkpoint(None if window.carried else window.cursor)
         changes = dict(
             total=F("total") + len(outcomes),
             sent=F("sent") + counts[Status.SENT],
@@ -561,6 +765,17 @@ class Slice:
             )
             for o in outcomes
         ]
+        self._db(self._record, window, outcomes, counts, changes, rows, now)
+        self.run.checkpoint = checkpoint
+        self.shown_waiting = checkpoint.get("waiting", "")
+        self.last_heartbeat = time.monotonic()
+
+    def _record(self, window, outcomes, counts, changes, rows, now):
+        """One transaction per window: counters, checkpoint, lease and the row results."""
+        if self.db_unsure and outcomes:
+            # The last try may have committed before its answer was lost: never count twice.
+            if RowResult.objects.filter(run=self.run, row_key=outcomes[0].key[:200]).exists():
+                return
         with transaction.atomic():
             self._owned().update(**changes) or self._lost()
             # Plain tuples in one INSERT: bulk_create's per-field compiling cost more than sending.
@@ -572,8 +787,6 @@ class Slice:
                 self.destination.add_submissions(counts[Status.SENT])
                 if self.sync.skip_unchanged:
                     self._remember_sent([o for o in outcomes if o.status == Status.SENT], now)
-        self.run.checkpoint = checkpoint
-        self.last_heartbeat = time.monotonic()
 
     def _remember_sent(self, sent, now):
         SyncRowState.objects.bulk_create(
@@ -593,7 +806,9 @@ class Slice:
 
     def _release(self):
         """End this slice: the next one (already queued by the task) may claim at once."""
-        self._owned().update(lease_owner="", lease_expires_at=self._lease_end())
+        self._owned().update(
+            lease_owner="", lease_expires_at=self._lease_end(), checkpoint=self._checkpoint()
+        )
 
     def _finish(self):
         counts = (
@@ -603,6 +818,8 @@ class Slice:
         )
         status = SyncRun.final_status(counts, cancelled=self.cancelled, failure=self.failure)
         checkpoint = {**(self.run.checkpoint or {}), "inflight": []}
+        for transient in ("carry", "waiting", "sending"):
+            checkpoint.pop(transient, None)
         if self.read_failed:
             # The run page offers to resume reading from `after`; these rows have no result.
             checkpoint["read_failed"] = True
@@ -624,6 +841,33 @@ class Slice:
         with transaction.atomic():
             self._owned().update(**changes) or self._lost()
             record_daily_stat(self.sync.pk, counts)
+
+
+def _moved(job: Job, window_id: int, **changes) -> Job:
+    """The same row in another window (or carried to the next slice, window -1)."""
+    return Job(
+        window_id,
+        job.key,
+        job.body,
+        job.payload_hash,
+        job.resent,
+        changes.get("attempts", job.attempts),
+    )
+
+
+def _carried(job: Job) -> list:
+    return [job.key, job.body, job.payload_hash, job.resent, job.attempts]
+
+
+def _drop_connection():
+    """Close a broken connection so the next query opens a new one (not inside a transaction,
+    where closing would lose it: tests run in one)."""
+    if connection.in_atomic_block:
+        return
+    try:
+        connection.close()
+    except DB_ERRORS:
+        pass
 
 
 def record_daily_stat(sync_id, counts):

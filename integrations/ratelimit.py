@@ -9,7 +9,9 @@ A 429 or 503 from the destination slows the shared limit down for every worker a
 nobody sends before Retry-After has passed, and the rate is halved, then recovers linearly
 (additive increase, multiplicative decrease, as TCP does).
 
-Without Redis (the embedded mode) the same bucket lives in the process.
+Without Redis (the embedded mode) the same bucket lives in the process. When the Redis store
+cannot be reached, a take raises `Unavailable`: the sender waits it out, it never sends unpaced
+and never turns the outage into failed rows.
 """
 
 import functools
@@ -66,6 +68,10 @@ return tostring(factor)
 """
 
 
+class Unavailable(Exception):
+    """The shared store (Redis) did not answer: wait and take again, send nothing meanwhile."""
+
+
 class Limiter:
     """Paces takes to `rate` per second; `rate` <= 0 means no limit."""
 
@@ -106,13 +112,19 @@ class RedisLimiter(Limiter):
         return int(1000 * (120 + extra + (1 / self.rate if self.rate > 0 else 0) / MIN_FACTOR))
 
     def reserve(self) -> float:
-        return float(
-            self._take(keys=[self.key], args=[self.rate, RECOVERY_PER_SECOND, self._ttl_ms()])
-        )
+        try:
+            return float(
+                self._take(keys=[self.key], args=[self.rate, RECOVERY_PER_SECOND, self._ttl_ms()])
+            )
+        except redis_errors() as exc:
+            raise Unavailable(str(exc)) from exc
 
     def slow_down(self, pause: float) -> float:
         args = [max(0.0, pause), SLOWDOWN, MIN_FACTOR, SLOWDOWN_GUARD_SECONDS, RECOVERY_PER_SECOND]
-        return float(self._slow(keys=[self.key], args=[*args, self._ttl_ms(pause)]))
+        try:
+            return float(self._slow(keys=[self.key], args=[*args, self._ttl_ms(pause)]))
+        except redis_errors() as exc:
+            raise Unavailable(str(exc)) from exc
 
 
 class LocalLimiter(Limiter):
@@ -159,6 +171,13 @@ def _after_fork_in_child():
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def redis_errors() -> tuple:
+    import redis
+
+    # ResponseError too: a Redis still loading its data set answers LOADING/BUSY for a while.
+    return (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
 
 
 @functools.cache

@@ -4,6 +4,12 @@ Threads, each with its own kept-alive connection (http.WebhookPost), not asyncio
 2-core box httpx's async client got slower as concurrency rose, while a few threads keep a
 socket busy whenever one of them waits for an answer. Each row is retried here and its final outcome
 handed back as a `RowOutcome`; nothing in this module touches the database.
+
+Two things are waited out rather than turned into failed rows: the rate limiter's store being
+unreachable (`ratelimit.Unavailable`: sending pauses, the engine is told what it waits for), and
+the end of a slice (`finish()`): rows not yet sent, and rows between two tries, come back
+`UNSENT` with the tries they had, for the next slice to send; a try already on the wire ends
+within the request timeout.
 """
 
 import ctypes
@@ -34,6 +40,10 @@ RETRY_MAX_SECONDS = 60.0
 # A Retry-After longer than this is capped: the row fails after its tries rather than idling.
 RETRY_AFTER_CAP_SECONDS = 300.0
 EXCERPT_CHARS = 500
+# A row handed back at the end of a slice, neither sent nor failed: the engine records nothing.
+UNSENT = "unsent"
+# How long a sender waits before asking an unreachable rate-limit store again.
+STORE_RETRY_SECONDS = 1.0
 
 
 @dataclass
@@ -45,6 +55,7 @@ class Job:
     body: str
     payload_hash: str
     resent: bool = False
+    attempts: int = 0  # tries an earlier slice already made (it handed the row back UNSENT)
 
 
 @dataclass
@@ -76,11 +87,19 @@ def backoff(attempt: int) -> float:
 class Sender:
     """`concurrency` threads taking Jobs from a queue and putting (window, RowOutcome) on `results`."""
 
-    def __init__(self, *, post, limiter, concurrency, stop: threading.Event, results):
+    def __init__(
+        self, *, post, limiter, concurrency, stop: threading.Event, results, on_wait=None
+    ):
         self.post = post  # an http.WebhookPost: one kept-alive connection per thread
         self.limiter = limiter
         self.stop = stop
         self.results = results
+        # Set by finish(): hand rows back instead of starting or retrying them.
+        self.finishing = threading.Event()
+        # Called with "redis" while the limiter's store is unreachable, and "" once it answers.
+        self.on_wait = on_wait or (lambda what: None)
+        self._store_down = 0  # 1 while the limiter's store is unreachable
+        self._store_lock = threading.Lock()
         self.jobs = queue.SimpleQueue()
         # A 429 holds back this worker's other threads too, even with no shared limit set.
         self._paused_until = 0.0
@@ -93,6 +112,10 @@ class Sender:
 
     def submit(self, job: Job) -> None:
         self.jobs.put(job)
+
+    def finish(self) -> None:
+        """The slice is over: queued rows and rows awaiting a retry come back UNSENT."""
+        self.finishing.set()
 
     def close(self) -> None:
         for _ in self._threads:
@@ -119,16 +142,48 @@ class Sender:
             self.results.put((job.window, outcome))
 
     def _wait(self, seconds: float) -> bool:
-        """Sleep unless stopped; True if the run was stopped meanwhile."""
-        return seconds > 0 and self.stop.wait(seconds)
+        """Sleep unless stopped or finishing; True if the run was stopped meanwhile."""
+        end = time.monotonic() + seconds
+        while not self.finishing.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            if self.stop.wait(min(left, 0.1)):
+                return True
+        return self.stop.is_set()
+
+    def _take_slot(self) -> bool:
+        """Wait for the limiter's slot; False if stopped, finishing, or the store is down."""
+        try:
+            taken = self.limiter.acquire(_Either(self.stop, self.finishing))
+        except ratelimit.Unavailable as exc:
+            self._report_store(down=True, error=exc)
+            self._wait(STORE_RETRY_SECONDS)
+            return False
+        if self._store_down:
+            self._report_store(down=False)
+        return taken
+
+    def _report_store(self, *, down: bool, error=None):
+        with self._store_lock:
+            if bool(self._store_down) == down:
+                return
+            self._store_down = int(down)
+        if down:
+            logger.warning("Rate-limit store unreachable, sending paused: %s", error)
+        else:
+            logger.warning("Rate-limit store answers again, sending resumed")
+        self.on_wait("redis" if down else "")
 
     def deliver(self, job: Job) -> RowOutcome:
         started = time.perf_counter()
-        attempts, last = 0, None
+        attempts, last = job.attempts, None
         while True:
             if self.stop.is_set() or self._wait(self._paused_until - time.monotonic()):
                 return self._stopped(job, attempts, last, started)
-            if not self.limiter.acquire(self.stop):
+            if self.finishing.is_set():
+                return self._unsent(job, attempts, last, started)
+            if not self._take_slot():
                 continue
             attempts += 1
             last = clay.deliver_prepared(self.post, job.body)
@@ -145,9 +200,27 @@ class Sender:
                 )
                 self._paused_until = max(self._paused_until, time.monotonic() + pause)
                 if self.limiter.rate > 0:
-                    self.limiter.slow_down(pause)
+                    try:
+                        self.limiter.slow_down(pause)
+                    except ratelimit.Unavailable:  # this worker's own pause still holds
+                        pass
             elif self._wait(backoff(attempts)):
                 return self._stopped(job, attempts, last, started)
+
+    def _unsent(self, job, attempts, last, started) -> RowOutcome:
+        """Handed back at the end of a slice: the next slice sends it, its tries counted."""
+        outcome = RowOutcome(
+            job.key,
+            UNSENT,
+            attempts=attempts,
+            payload_hash=job.payload_hash,
+            resent=job.resent,
+            duration_ms=int((time.perf_counter() - started) * 1000),
+        )
+        if last is not None:
+            outcome.http_status, outcome.error_code = last.status, last.code
+            outcome.error_message = last.message
+        return outcome
 
     def _outcome(self, job, status, attempts, delivery, started) -> RowOutcome:
         return RowOutcome(
@@ -178,6 +251,25 @@ class Sender:
         outcome = self._outcome(job, "failed", attempts, last, started)
         outcome.error_message = f"{last.message} The run was cancelled before it was retried."
         return outcome
+
+
+class _Either:
+    """Two events seen as one by Limiter.acquire: set when either is."""
+
+    def __init__(self, a: threading.Event, b: threading.Event):
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or self.b.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        end = time.monotonic() + seconds
+        while not self.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.a.wait(min(left, 0.1))
+        return True
 
 
 # -- the sender process ----------------------------------------------------------------------
@@ -218,6 +310,7 @@ class SenderProcess:
         self.stop, self.results = stop, results
         self.outstanding: dict = {}  # (window, key) -> Job until its outcome comes back
         self.lost = False
+        self.waiting = ""  # what the child waits for ("redis"), from its last word on it
         self._send_lock = threading.Lock()
         self._stop_sent = False
         self._closing = False
@@ -261,7 +354,13 @@ class SenderProcess:
             return
         for job in jobs:
             self.outstanding[job.window, job.key] = job
-        self._send(("jobs", [(j.window, j.key, j.body, j.payload_hash, j.resent) for j in jobs]))
+        self._send(
+            ("jobs", [(j.window, j.key, j.body, j.payload_hash, j.resent, j.attempts) for j in jobs])
+        )
+
+    def finish(self) -> None:
+        """The slice is over: the child hands back every row it has not sent (UNSENT)."""
+        self._send(("finish", None))
 
     def close(self) -> None:
         self._closing = True
@@ -301,6 +400,9 @@ class SenderProcess:
             if batch is None:  # the child finished its last row and is leaving
                 break
             for window, *fields in batch:
+                if window is None:  # not an outcome: what the child now waits for
+                    self.waiting = fields[0]
+                    continue
                 outstanding.pop((window, fields[0]), None)
                 put((window, RowOutcome(*fields)))
         if not self._closing or outstanding:
@@ -337,6 +439,12 @@ class _Outbox:
         row = (window, *(getattr(o, name) for name in _OUTCOME_FIELDS))
         with self.ready:
             self.items.append(row)
+            if len(self.items) == 1:
+                self.ready.notify()
+
+    def put_waiting(self, what: str) -> None:
+        with self.ready:
+            self.items.append((None, what))
             if len(self.items) == 1:
                 self.ready.notify()
 
@@ -390,7 +498,12 @@ def serve():
     stop = threading.Event()
     outbox = _Outbox(conn)
     sender = Sender(
-        post=post, limiter=limiter, concurrency=spec["concurrency"], stop=stop, results=outbox
+        post=post,
+        limiter=limiter,
+        concurrency=spec["concurrency"],
+        stop=stop,
+        results=outbox,
+        on_wait=outbox.put_waiting,
     )
     try:
         while True:
@@ -400,6 +513,8 @@ def serve():
                     sender.submit(Job(*fields))
             elif kind == "stop":
                 stop.set()
+            elif kind == "finish":
+                sender.finish()
             else:
                 break
     except (EOFError, OSError):  # the engine is gone: send nothing more

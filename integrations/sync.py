@@ -16,7 +16,7 @@ from datetime import timedelta
 from cron_descriptor import get_description
 from cronsim import CronSim, CronSimError
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -208,6 +208,11 @@ def execute_slice(run_id: int, *, worker_id: str, max_seconds: float = 50) -> bo
         return Slice(run, worker_id, max_seconds).work()
     except LeaseLost:
         logger.warning("Run %s: lease taken over by another worker; this slice stops", run_id)
+        return False
+    except (OperationalError, InterfaceError):
+        # The database stayed away longer than the engine waits: nothing unsent is failed. The
+        # lease runs out and resume_stale_runs queues the run again once the database is back.
+        logger.exception("Run %s: the database is unreachable; the run resumes later", run_id)
         return False
     except Exception as exc:
         # A run must end with a reason, not stay "running" forever.

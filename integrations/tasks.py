@@ -1,14 +1,17 @@
 """Thin Celery tasks: they take ids, re-fetch, and call one domain function."""
 
+import logging
 import os
 import socket
 import uuid
 
 from celery import shared_task
 from django.conf import settings
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from integrations import sync
 
+logger = logging.getLogger(__name__)
 
 def _slice_seconds() -> float:
     return float(getattr(settings, "KILN_SYNC_SLICE_SECONDS", 50))
@@ -23,8 +26,14 @@ def run_sync_slice(run_id: int) -> None:
 
         return tasks_inbound.run_inbound_slice(run_id)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if sync.execute_slice(run_id, worker_id=worker_id, max_seconds=_slice_seconds()):
-        run_sync_slice.delay(run_id)
+    while sync.execute_slice(run_id, worker_id=worker_id, max_seconds=_slice_seconds()):
+        try:
+            run_sync_slice.delay(run_id)
+            return
+        except BrokerUnreachable:
+            # The broker (Redis) is down: work the next slice here rather than leave the run
+            # to wait for resume_stale_runs.
+            logger.warning("Run %s: the broker is unreachable; next slice in this task", run_id)
 
 
 @shared_task(ignore_result=True)
