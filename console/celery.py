@@ -2,8 +2,10 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
+
+from integrations.http import RedactingFilter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
@@ -32,3 +34,13 @@ DEFAULT_BEAT_SCHEDULE = {
 def _default_beat_schedule(sender, **kwargs):
     if not sender.conf.beat_schedule:
         sender.conf.beat_schedule = DEFAULT_BEAT_SCHEDULE
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_worker_logs(logger, **kwargs):
+    """Celery swaps the root handlers of settings.LOGGING for its own (and gives task loggers
+    theirs): without this a registered secret would print in clear in a worker's log."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

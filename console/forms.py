@@ -1,12 +1,14 @@
 """Forms for the console. Secret fields are write-only: empty means "keep the stored value"."""
 
 import ipaddress
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib.auth.forms import SetPasswordMixin
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from console.models import User
+from integrations import http
 from integrations import sync as sync_engine
 from integrations.directus import query_limit_max
 from integrations.models import (
@@ -32,6 +34,14 @@ class SecretField(forms.CharField):
         super().__init__(*args, **kwargs)
 
 
+def _has_credentials(url: str) -> bool:
+    """True for `https://user:pass@host` (or `user@host`): the user info part of a URL."""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return False
+
+
 class ConnectionForm(forms.ModelForm):
     token = SecretField(
         label="Static token",
@@ -53,11 +63,22 @@ class ConnectionForm(forms.ModelForm):
         if not self.instance.pk:
             self.fields["token"].required = True
             self.fields["token"].help_text = "Stored encrypted; never shown again after saving."
+        elif not self.is_bound:
+            # An older row may hold a password in its URL: never send it back to the browser.
+            self.initial["base_url"] = self.instance.display_url
 
     def clean_base_url(self):
         url = self.cleaned_data["base_url"].strip().rstrip("/")
         if not url.lower().startswith(("http://", "https://")):
             raise forms.ValidationError("Use an http:// or https:// URL.")
+        if _has_credentials(url):
+            # Not even echoed back into the form.
+            self.data = self.data.copy()
+            self.data[self.add_prefix("base_url")] = http.url_without_password(url)
+            raise forms.ValidationError(
+                "Remove the user name and password from the URL: the base URL is not stored "
+                "encrypted and is shown on several pages. Directus needs only the static token."
+            )
         return url
 
     def clean_token(self):
@@ -105,6 +126,11 @@ class DestinationForm(forms.ModelForm):
                 raise forms.ValidationError("This is not a valid URL.") from None
             if not url.lower().startswith("https://") and not url.lower().startswith("http://"):
                 raise forms.ValidationError("Use an https:// URL.")
+            if _has_credentials(url):
+                raise forms.ValidationError(
+                    "Remove the user name and password from the URL: a Clay webhook URL has "
+                    "none. Put a secret the webhook expects in the auth token field."
+                )
         return url
 
 

@@ -90,7 +90,7 @@ def _delivery(send) -> Delivery:
             elapsed_ms=int((time.perf_counter() - started) * 1000),
         )
     elapsed = int((time.perf_counter() - started) * 1000)
-    excerpt = http.redact(response.text[:500]) if response.content else ""
+    excerpt = http.redacted_excerpt(response.text, 500) if response.content else ""
     if 200 <= response.status_code < 300:
         return Delivery(True, response.status_code, "", "", False, None, elapsed, excerpt)
     message, transient = explain_status(response.status_code)

@@ -14,6 +14,7 @@ an error whose message says the limit is exceeded.
 
 from dataclasses import dataclass
 
+from integrations import http
 from integrations.directus import DirectusClient, DirectusError
 
 
@@ -163,5 +164,6 @@ def _update(client, spec, existing, operation_id) -> InstallResult:
 
 
 def flow_admin_url(base_url: str, flow_id: str) -> str:
-    """Where the Flow opens in the Directus app."""
-    return f"{base_url.rstrip('/')}/admin/settings/flows/{flow_id}"
+    """Where the Flow opens in the Directus app (without any user info of the base URL)."""
+    base = http.url_without_password(base_url, mask=None)
+    return f"{base.rstrip('/')}/admin/settings/flows/{flow_id}"

@@ -11,7 +11,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -35,13 +35,79 @@ _secrets: frozenset[str] = frozenset()
 _secrets_pattern: re.Pattern | None = None
 
 
+def _looks_random(part: str, min_length: int) -> bool:
+    """A token-like part: long enough and mixing letters with digits or letter cases.
+
+    `pull-in-data-from-a-webhook-0c5f7a1e` and `XyZ1aB2cD3eF` are; `webhook`, `sources`,
+    `pull-in-data-from-a-webhook` and `2024` are not (redacting them would mangle plain text).
+    """
+    if len(part) < min_length:
+        return False
+    classes = [any(c.islower() for c in part), any(c.isupper() for c in part)]
+    classes.append(any(c.isdigit() for c in part))
+    return sum(classes) >= 2
+
+
+def secret_parts(value: str) -> set[str]:
+    """The parts of a URL secret that give it away on their own.
+
+    `https://api.clay.com/v3/sources/webhook/pull-in-data-from-a-webhook-0c5f7a1e?k=Ab12cd34`
+    gives the path `/v3/sources/webhook/pull-in-data-from-a-webhook-0c5f7a1e`, the segment
+    `pull-in-data-from-a-webhook-0c5f7a1e` and the query value `Ab12cd34`: an error body that
+    echoes the request path shows no part of the URL. Generic parts (`/`, `/webhook`, `v3`)
+    are not secret; a password in the URL always is.
+    """
+    try:
+        parts = urlsplit(value.strip())
+        password = parts.password
+    except ValueError:
+        return set()
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return set()
+    found = set()
+    segments = [s for s in parts.path.split("/") if _looks_random(s, 12)]
+    if segments:
+        found.update(segments)
+        found.add(parts.path.rstrip("/"))
+    if parts.query:
+        values = [v for _, v in parse_qsl(parts.query) if _looks_random(v, 8)]
+        found.update(values)
+        if values:
+            found.add(parts.query)
+    if password and len(password) >= 6:
+        found.add(password)
+    return found
+
+
+def url_without_password(url: str, mask: str | None = "••••") -> str:
+    """url with the password of its user info masked (mask=None drops the user info).
+
+    `https://kiln:hunter22@cms.example.com/x` -> `https://kiln:••••@cms.example.com/x`.
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    if mask is None:
+        netloc = hostport
+    elif password is None:
+        netloc = parts.netloc
+    else:
+        netloc = f"{userinfo.split(':', 1)[0]}:{mask}@{hostport}"
+    return parts._replace(netloc=netloc).geturl()
+
+
 def register_secret(value: str) -> None:
-    """Make `redact` hide this value, raw and URL-encoded, from now on."""
+    """Make `redact` hide this value, raw and URL-encoded, and its secret parts from now on."""
     global _secrets, _secrets_pattern
     if not value or len(value) < 6 or value in _secrets:
         return
     with _secrets_lock:
-        secrets = _secrets | {value}
+        secrets = _secrets | {value} | secret_parts(value)
         # A secret often travels inside a URL, where it appears percent-encoded.
         forms = {f for s in secrets for f in (s, quote(s, safe=""), quote(s), quote_plus(s))}
         alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
@@ -61,6 +127,13 @@ def redact(text: str) -> str:
     if not text or pattern is None:
         return text
     return pattern.sub("[redacted]", text)
+
+
+def redacted_excerpt(text: str, limit: int) -> str:
+    """The first `limit` characters of text, redacted before it is cut (a secret cut in two
+    would no longer match and half of it would show)."""
+    # Registered secrets are at most a few thousand characters (forms cap them at 2,000).
+    return redact(text[: limit + 8192])[:limit]
 
 
 class RedactingFilter(logging.Filter):

@@ -108,7 +108,7 @@ def _clay_export(template) -> dict | None:
     try:
         settings = flows.clay_http_api_settings(
             template.kind,
-            template.connection.api_url,
+            template.connection.display_url,
             template.collection,
             body_text=template.body if template.kind in WRITE_KINDS else None,
             query_params=params,

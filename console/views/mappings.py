@@ -630,7 +630,7 @@ def _plan_request(editor) -> dict:
             plan["params"] = [("fields", fields)]
     plan["method"] = {Kind.CREATE: "POST", Kind.UPDATE: "PATCH"}.get(editor.kind, "GET")
     plan["path"] = items
-    plan["url"] = editor.connection.api_url + items
+    plan["url"] = editor.connection.display_url + items
     return plan
 
 

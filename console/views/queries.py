@@ -175,7 +175,7 @@ def _build(request, state: BuilderState, action: str = "", refresh: bool = False
         for p, t in plain
         if p not in to_many and not any(p.startswith(a + ".") for a in to_many)
     ]
-    url = query.to_url(connection.api_url) if connection and state.collection else ""
+    url = query.to_url(connection.display_url) if connection and state.collection else ""
     filter_json = query.filter_json()
     rows = query.to_params() if state.collection else []
     return {

@@ -131,10 +131,18 @@ class DirectusConnection(models.Model):
     def api_url(self) -> str:
         return self.base_url.rstrip("/")
 
+    @property
+    def display_url(self) -> str:
+        """api_url as pages show it: a password in it (refused since, but older rows may have
+        one) is masked."""
+        return http.url_without_password(self.api_url)
+
     def client(self, **kwargs):
         """A Directus client authenticated as this connection (decrypts the token)."""
         from integrations.directus import DirectusClient
 
+        if self.display_url != self.api_url:  # an older row with a password in its URL
+            http.register_secret(self.api_url)  # redacts the password, its part
         return DirectusClient(self.api_url, self.token.reveal(), **kwargs)
 
     def run_test(self) -> list[dict]:

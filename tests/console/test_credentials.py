@@ -334,3 +334,73 @@ def test_a_stale_token_is_flagged_in_the_list(admin_client, connection, settings
     )
     body = admin_client.get(reverse("console:connections")).content.decode()
     assert "rotate" in body
+
+
+# -- URLs with credentials ----------------------------------------------------------------
+
+URL_PASSWORD = "pw-IN-URL-7c1d9e"
+
+
+def test_a_connection_url_with_a_password_is_refused_with_a_sentence(admin_client):
+    response = admin_client.post(
+        reverse("console:connection-add"),
+        {
+            "name": "CMS",
+            "base_url": f"https://kiln:{URL_PASSWORD}@cms.example.com",
+            "environment": "dev",
+            "token": TOKEN,
+        },
+    )
+    assert response.status_code == 200
+    assert "Remove the user name and password from the URL" in response.content.decode()
+    assert URL_PASSWORD not in response.content.decode()
+    assert not DirectusConnection.objects.exists()
+
+
+def test_a_destination_url_with_a_password_is_refused_with_a_sentence(admin_client):
+    response = admin_client.post(
+        reverse("console:destination-add"),
+        {"name": "Leads", "webhook_url": f"https://u:{URL_PASSWORD}@api.clay.com/v3/hook"},
+    )
+    assert response.status_code == 200
+    assert "Remove the user name and password from the URL" in response.content.decode()
+    assert not ClayDestination.objects.exists()
+
+
+@pytest.mark.parametrize("fixture", ["admin_client", "operator_client", "viewer_client"])
+def test_an_older_connection_url_with_a_password_is_never_shown(request, fixture, connection):
+    DirectusConnection.objects.filter(pk=connection.pk).update(
+        base_url=f"https://kiln:{URL_PASSWORD}@cms.example.com"
+    )
+    client = request.getfixturevalue(fixture)
+    pages = [
+        reverse("console:connections"),
+        reverse("console:connection-detail", args=[connection.pk]),
+        reverse("console:query-builder") + f"?connection={connection.pk}&collection=articles",
+    ]
+    if fixture == "admin_client":
+        pages.append(reverse("console:connection-edit", args=[connection.pk]))
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 200, page
+        body = response.content.decode()
+        assert URL_PASSWORD not in body, page
+        assert "cms.example.com" in body, page
+    detail = client.get(reverse("console:connection-detail", args=[connection.pk]))
+    assert "https://kiln:••••@cms.example.com" in detail.content.decode()
+
+
+def test_saving_an_older_connection_asks_to_remove_the_password(admin_client, connection):
+    DirectusConnection.objects.filter(pk=connection.pk).update(
+        base_url=f"https://kiln:{URL_PASSWORD}@cms.example.com"
+    )
+    url = reverse("console:connection-edit", args=[connection.pk])
+    shown = admin_client.get(url).context["form"]["base_url"].value()
+    assert shown == "https://kiln:••••@cms.example.com"
+    data = {"name": "CMS prod", "base_url": shown, "environment": "prod", "token": ""}
+    response = admin_client.post(url, data)
+    assert "Remove the user name and password from the URL" in response.content.decode()
+    data["base_url"] = "https://cms.example.com"
+    assert admin_client.post(url, data).status_code == 302
+    connection.refresh_from_db()
+    assert connection.base_url == "https://cms.example.com"

@@ -686,6 +686,40 @@ def test_a_secret_host_is_redacted_in_a_dns_error(fake_dns):
     assert secret_host not in str(caught.value)
 
 
+def test_a_registered_urls_secret_path_and_query_are_redacted_on_their_own():
+    hook = f"pull-in-data-from-a-webhook-{uuid.uuid4()}"
+    key = f"Ab{uuid.uuid4().hex[:10]}"
+    http.register_secret(f"https://api.clay.com/v3/sources/webhook/{hook}?key={key}&format=json")
+    # Clay's error body echoes the request path, without the host.
+    body = f'{{"error": "No source at /v3/sources/webhook/{hook}", "key": "{key}"}}'
+    redacted = http.redact(body)
+    assert hook not in redacted and key not in redacted
+    assert "No source at [redacted]" in redacted
+    assert http.redact(f"segment {hook} alone") == "segment [redacted] alone"
+    assert http.redact(f"key={key}&format=json") == "[redacted]"
+
+
+def test_generic_parts_of_a_registered_url_do_not_redact_plain_text():
+    http.register_secret(f"https://hooks.example.com/webhook/v3/{uuid.uuid4()}?format=json&a=1")
+    text = "POST / to /webhook failed; see /v3 docs, format=json, webhook hooks.example.com"
+    assert http.redact(text) == text
+
+
+def test_the_password_of_a_registered_url_is_redacted_on_its_own():
+    password = f"pw-{uuid.uuid4().hex[:8]}"
+    http.register_secret(f"https://kiln:{password}@cms.example.com")
+    assert http.redact(f"login failed with {password}") == "login failed with [redacted]"
+
+
+def test_an_excerpt_is_redacted_before_it_is_cut():
+    secret = make_secret()
+    http.register_secret(secret)
+    text = "x" * 490 + secret + " tail"
+    excerpt = http.redacted_excerpt(text, 500)
+    assert excerpt == "x" * 490 + "[redacted]"
+    assert secret[:10] not in excerpt
+
+
 def capture(logger_name):
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
