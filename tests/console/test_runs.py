@@ -640,3 +640,18 @@ def test_a_run_whose_read_completed_cannot_be_resumed(operator_client, run):
     assert "Only a run whose read of Directus stopped" in response.content.decode()
     run.refresh_from_db()
     assert run.status == "partly_failed"
+
+
+def test_an_incremental_run_without_a_capped_mark_says_a_change_may_be_missed(viewer_client, sync):
+    run = SyncRun.objects.create(
+        sync=sync,
+        status="succeeded",
+        since="2026-01-01T00:00:00",
+        high_water_mark="2026-02-01T00:00:00",
+        checkpoint={"after": 9, "inflight": [], "cap": ""},
+    )
+    html = viewer_client.get(reverse("console:run-detail", args=[run.pk])).content.decode()
+    assert "mark-uncapped" in html and "items changed at or after" in html
+    SyncRun.objects.filter(pk=run.pk).update(checkpoint={"cap": "2026-02-01T00:00:00"})
+    html = viewer_client.get(reverse("console:run-detail", args=[run.pk])).content.decode()
+    assert "mark-uncapped" not in html

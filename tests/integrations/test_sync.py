@@ -291,6 +291,21 @@ def test_a_row_changed_while_the_run_reads_is_read_again_next_time(directus, sin
     assert "3" in sink.received
 
 
+def test_a_mark_directus_would_not_cap_is_said_on_the_run(directus, sink):
+    sync = make_sync(directus, sink, mode="incremental")
+    original = directus.select
+
+    def refuse_aggregates(query):
+        if query.get("aggregate[max]"):
+            raise ValueError("aggregate not permitted")  # the fake answers 400
+        return original(query)
+
+    directus.select = refuse_aggregates
+    run = run_to_end(start(sync))
+
+    assert run.status == "succeeded" and run.checkpoint["cap"] == ""
+
+
 def test_a_read_that_stops_says_how_many_rows_were_never_read(directus, sink):
     sync = make_sync(directus, sink, page_size=10)
     run = start(sync)
