@@ -1,6 +1,5 @@
 """Forms for the console. Secret fields are write-only: empty means "keep the stored value"."""
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from django import forms
@@ -8,7 +7,7 @@ from django.contrib.auth.forms import SetPasswordMixin
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from console.models import User
-from integrations import http
+from integrations import allowlist, http
 from integrations import sync as sync_engine
 from integrations.directus import query_limit_max
 from integrations.models import (
@@ -53,6 +52,7 @@ class ConnectionForm(forms.ModelForm):
         model = DirectusConnection
         fields = ["name", "base_url", "environment", "probe_collection"]
         labels = {"base_url": "Base URL", "probe_collection": "Collection to test reading"}
+        widgets = {"base_url": forms.URLInput()}
         help_texts = {
             "base_url": "The Directus API root, e.g. https://cms.example.com",
             "probe_collection": "Optional: 'Test connection' reads one item from it.",
@@ -121,7 +121,7 @@ class DestinationForm(forms.ModelForm):
         url = self.cleaned_data.get("webhook_url", "")
         if url:
             try:
-                forms.URLField().clean(url)
+                allowlist.validate_url(url)  # http://clay-sink:8057 (compose) is a URL too
             except forms.ValidationError:
                 raise forms.ValidationError("This is not a valid URL.") from None
             if not url.lower().startswith("https://") and not url.lower().startswith("http://"):
@@ -135,23 +135,40 @@ class DestinationForm(forms.ModelForm):
 
 
 class AllowedNetworkForm(forms.ModelForm):
+    confirm_risk = forms.BooleanField(
+        required=False, label="I mean it: allow this even though it turns part of the guard off"
+    )
+
     class Meta:
         model = AllowedNetwork
-        fields = ["value", "note"]
-        labels = {"value": "Host or CIDR"}
+        fields = ["value", "port", "note"]
+        labels = {"value": "Host or CIDR", "port": "Port"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.warnings: list[str] = []
+        self.needs_confirmation = False
+        self.fields["port"].widget.attrs.update(min=1, max=65535, placeholder="80, 443")
 
     def clean_value(self):
-        value = self.cleaned_data["value"].strip().lower()
-        if "/" in value or value.replace(".", "").isdigit() or ":" in value:
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise forms.ValidationError(
-                    "Not a valid IP address or CIDR (e.g. 10.0.0.0/8)."
-                ) from None
-        elif not all(part and len(part) < 64 for part in value.split(".")):
-            raise forms.ValidationError("Not a valid host name.")
-        return value
+        try:
+            entry = allowlist.parse_entry(self.cleaned_data["value"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        self.needs_confirmation = bool(entry.risks)
+        if entry.risks and not self.data.get(self.add_prefix("confirm_risk")):
+            raise forms.ValidationError(
+                "; ".join(entry.risks) + ". Tick the box below to allow it anyway."
+            )
+        self.warnings = entry.warnings
+        return entry.value
+
+    def validate_unique(self):
+        # The database constraint checks (value, port) but lets NULL ports repeat.
+        value, port = self.cleaned_data.get("value"), self.cleaned_data.get("port")
+        if value and port is None and AllowedNetwork.objects.filter(value=value, port=None):
+            self.add_error("value", "This host or network is already allowed on ports 80, 443.")
+        super().validate_unique()
 
 
 class UserForm(SetPasswordMixin, forms.ModelForm):

@@ -216,36 +216,64 @@ _SPECIAL_NETWORKS = [
 ]
 
 
+# What an admin's allowlist entry without a port opens: a host entry is not every service on
+# that host (allowing `localhost` must not let a webhook POST reach Redis on 6379).
+WEB_PORTS = (80, 443)
+
+
+def _ports_open(ports_of_entries, port) -> bool:
+    return any(ports is None or (port is not None and port in ports) for ports in ports_of_entries)
+
+
 @dataclass(frozen=True)
 class OutboundPolicy:
-    """Which non-public destinations are allowed: private networks, hosts and CIDRs."""
+    """Which non-public destinations are allowed: private networks, hosts and CIDRs.
+
+    An allowlist item is "host-or-CIDR" (every port) or ("host-or-CIDR", ports), a tuple of
+    the ports it opens; default_policy() builds the second kind from the AllowedNetwork rows.
+    """
 
     allow_private: bool = False
-    allowlist: list[str] = field(default_factory=list)
-    hosts: frozenset[str] = field(init=False, repr=False)
-    networks: tuple = field(init=False, repr=False)
+    allowlist: list = field(default_factory=list)
+    hosts: tuple = field(init=False, repr=False)  # ((host, ports or None), ...)
+    networks: tuple = field(init=False, repr=False)  # ((network, ports or None), ...)
 
     def __post_init__(self):
-        hosts, networks = set(), []
-        for entry in self.allowlist:
+        hosts, networks = [], []
+        for item in self.allowlist:
+            entry, ports = (item, None) if isinstance(item, str) else item
             entry = entry.strip().lower().rstrip(".")
+            ports = None if ports is None else tuple(ports)
             if not entry:
                 continue
             try:
-                networks.append(ipaddress.ip_network(entry, strict=False))
+                networks.append((ipaddress.ip_network(entry, strict=False), ports))
             except ValueError:
                 if "/" in entry:
                     logger.warning("Ignoring invalid network %r in the outbound allowlist", entry)
                 else:
-                    hosts.add(entry)
-        object.__setattr__(self, "hosts", frozenset(hosts))
+                    hosts.append((entry, ports))
+        object.__setattr__(self, "hosts", tuple(hosts))
         object.__setattr__(self, "networks", tuple(networks))
 
-    def allows_network(self, addr) -> bool:
-        return any(addr.version == n.version and addr in n for n in self.networks)
+    def _network_ports(self, addr) -> list:
+        return [p for n, p in self.networks if addr.version == n.version and addr in n]
 
-    def allows_host(self, host: str | None) -> bool:
-        return bool(host) and host.lower().rstrip(".") in self.hosts
+    def _host_ports(self, host: str | None) -> list:
+        name = (host or "").lower().rstrip(".")
+        return [p for h, p in self.hosts if name and h == name]
+
+    def allows_network(self, addr, port: int | None = None) -> bool:
+        """addr is in an allowed network open on port (None: only entries open on every port)."""
+        return _ports_open(self._network_ports(addr), port)
+
+    def allows_host(self, host: str | None, port: int | None = None) -> bool:
+        return _ports_open(self._host_ports(host), port)
+
+    def ports_listed(self, addrs, host: str | None) -> list[int]:
+        """The ports entries for these addresses or host open ([] when none lists a port)."""
+        found = [*self._host_ports(host)] + [p for a in addrs for p in self._network_ports(a)]
+        return sorted({port for ports in found if ports is not None for port in ports})
 
 
 def default_policy() -> OutboundPolicy:
@@ -254,7 +282,10 @@ def default_policy() -> OutboundPolicy:
     try:
         from integrations.models import AllowedNetwork
 
-        allowlist = list(AllowedNetwork.objects.values_list("value", flat=True))
+        allowlist = [
+            (value, (port,) if port else WEB_PORTS)
+            for value, port in AllowedNetwork.objects.values_list("value", "port")
+        ]
     except Exception as exc:  # no database (yet): the guard must still work, just stricter
         logger.warning("Outbound allowlist unavailable (%s); using settings only", exc)
         allowlist = []
@@ -287,23 +318,32 @@ def _classify(addr) -> tuple[str, bool] | None:
     return None
 
 
-def check_address(ip: str, policy: OutboundPolicy, host: str | None = None) -> None:
-    """Raise BlockedAddressError unless policy lets a connection to ip (resolved from host)."""
+def check_address(
+    ip: str, policy: OutboundPolicy, host: str | None = None, port: int | None = None
+) -> None:
+    """Raise BlockedAddressError unless policy lets a connection to ip:port (resolved from host)."""
     addr = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone id ("fe80::1%eth0")
     reached = _reached(addr)
-    if policy.allows_network(addr) or policy.allows_network(reached):
+    if policy.allows_network(addr, port) or policy.allows_network(reached, port):
         return
     # Only the unwrapped address counts: every ::ffff:a.b.c.d is "reserved" to Python.
     problem = _classify(reached)
     if problem is None:
         return
     description, liftable = problem
-    if liftable and (policy.allow_private or policy.allows_host(host)):
+    if liftable and (policy.allow_private or policy.allows_host(host, port)):
         return
     shown = str(addr) if reached == addr else f"{addr} (which reaches {reached})"
     subject = f"{host} resolves to {shown}," if host and host != ip else f"{shown} is"
     hint = BLOCKED_HINT
-    if reached in METADATA_ADDRESSES:
+    listed = policy.ports_listed({addr, reached}, host if liftable else None)
+    if listed and port is not None:
+        shown_ports = ", ".join(map(str, listed))
+        hint = (
+            f"The allowlist opens it on port {shown_ports} only, not {port}; an admin can "
+            f"allow port {port} too."
+        )
+    elif reached in METADATA_ADDRESSES:
         hint = (
             "It stays blocked even when private networks are allowed, unless an admin adds "
             "this address to the allowlist."
@@ -331,7 +371,7 @@ def _resolve(host: str, port: int, policy: OutboundPolicy) -> list[str]:
         raise OutboundError(f"Could not resolve host name {host} (no addresses).", kind="dns")
     for ip in addresses:  # every one: a mixed public/private answer is an attack, not luck
         try:
-            check_address(ip, policy, host)
+            check_address(ip, policy, host, port)
         except BlockedAddressError as exc:
             logger.warning("Outbound connection refused by the guard: %s", exc)
             raise

@@ -280,8 +280,15 @@ def allowed_networks(request):
         network = form.save(commit=False)
         network.created_by = request.user
         network.save()
-        _audit(request, AuditEvent.Action.CREATED, network, {"value": network.value})
-        messages.success(request, f"Outbound requests may now reach {network.value}.")
+        details = {"value": network.value, "port": network.port}
+        if form.needs_confirmation:
+            details["confirmed_risk"] = True
+        _audit(request, AuditEvent.Action.CREATED, network, details)
+        messages.success(
+            request, f"Outbound requests may now reach {network.value} on port {network.ports}."
+        )
+        for warning in form.warnings:
+            messages.warning(request, warning)
         return redirect("console:allowed-networks")
     return render(
         request,

@@ -4,10 +4,11 @@ import json
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from integrations import crypto, http
+from integrations import allowlist, crypto, http
 
 
 class Secret(models.Model):
@@ -93,7 +94,8 @@ SERVER_INFO_MAX_AGE = timedelta(minutes=10)
 
 class DirectusConnection(models.Model):
     name = models.CharField(max_length=100, unique=True)
-    base_url = models.URLField(max_length=500)
+    # Not a URLField: Django's URL check refuses single-label hosts (http://directus:8055).
+    base_url = models.CharField(max_length=500, validators=[allowlist.validate_url])
     environment = models.CharField(
         max_length=10, choices=Environment.choices, default=Environment.DEV
     )
@@ -338,10 +340,15 @@ class AuditEvent(models.Model):
 
 class AllowedNetwork(models.Model):
     """A host name or CIDR that outbound requests may reach even though it is private
-    (a Directus on the internal network is normal), like GitLab's "allow local network"."""
+    (a Directus on the internal network is normal), like GitLab's "allow local network".
+    Without a port it opens the web ports only (http.WEB_PORTS); see integrations/allowlist.py."""
 
-    value = models.CharField(
-        max_length=255, unique=True, help_text="Host name or CIDR, e.g. 10.0.0.0/8"
+    value = models.CharField(max_length=255, help_text="Host name or CIDR, e.g. 10.0.0.0/8")
+    port = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text="Empty: ports 80 and 443 only.",
     )
     note = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(
@@ -351,7 +358,14 @@ class AllowedNetwork(models.Model):
 
     class Meta:
         db_table = "kiln_allowed_network"
-        ordering = ["value"]
+        ordering = ["value", "port"]
+        constraints = [
+            models.UniqueConstraint(fields=["value", "port"], name="allowed_network_value_port")
+        ]
 
     def __str__(self):
-        return self.value
+        return f"{self.value} port {self.port}" if self.port else self.value
+
+    @property
+    def ports(self) -> str:
+        return str(self.port) if self.port else ", ".join(map(str, http.WEB_PORTS))

@@ -278,6 +278,71 @@ def test_admins_allow_a_private_network(admin_client):
     assert b"Not a valid IP address or CIDR" in response.content
 
 
+def test_an_allowlist_entry_that_turns_the_guard_off_needs_the_box_ticked(admin_client):
+    from integrations.models import AllowedNetwork
+
+    url = reverse("console:allowed-networks")
+    for value in ["0.0.0.0/0", "::/0", "169.254.0.0/16"]:
+        response = admin_client.post(url, {"value": value})
+        body = response.content.decode()
+        assert response.status_code == 200 and "Tick the box below" in body, value
+        assert 'name="confirm_risk"' in body
+    assert not AllowedNetwork.objects.exists()
+    response = admin_client.post(url, {"value": "*"})
+    assert "Wildcards are not allowed" in response.content.decode()
+    assert 'name="confirm_risk"' not in admin_client.get(url).content.decode()
+    response = admin_client.post(url, {"value": "169.254.169.254", "confirm_risk": "on"})
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(action="created", target_type="allowednetwork")
+    assert event.details == {"value": "169.254.169.254", "port": None, "confirmed_risk": True}
+
+
+def test_an_allowlist_entry_carries_a_port_and_a_single_label_host_warns(admin_client):
+    from integrations.models import AllowedNetwork
+
+    url = reverse("console:allowed-networks")
+    response = admin_client.post(url, {"value": "directus", "port": "8055"}, follow=True)
+    body = response.content.decode()
+    assert "may now reach directus on port 8055" in body and "single-label name" in body
+    assert AllowedNetwork.objects.get().port == 8055
+    response = admin_client.post(url, {"value": "directus", "port": "8055"})
+    assert response.status_code == 200 and not AllowedNetwork.objects.filter(pk__gt=1).exists()
+    assert admin_client.post(url, {"value": "directus"}).status_code == 302
+    assert admin_client.post(url, {"value": "directus"}).status_code == 200
+    assert admin_client.post(url, {"value": "x.internal", "port": "70000"}).status_code == 200
+    assert AllowedNetwork.objects.count() == 2
+    page = admin_client.get(url).content.decode()
+    assert "80, 443" in page and "8055" in page
+
+
+def test_a_connection_to_a_compose_service_name_is_accepted(admin_client):
+    response = admin_client.post(
+        reverse("console:connection-add"),
+        {"name": "CMS", "base_url": "http://directus:8055", "environment": "dev", "token": TOKEN},
+    )
+    assert response.status_code == 302
+    assert DirectusConnection.objects.get().base_url == "http://directus:8055"
+
+
+@pytest.mark.parametrize("fixture", ["operator_client", "viewer_client"])
+def test_only_admins_change_the_allowlist(request, fixture):
+    from integrations.models import AllowedNetwork
+
+    network = AllowedNetwork.objects.create(value="10.0.0.0/8")
+    client = request.getfixturevalue(fixture)
+    url = reverse("console:allowed-networks")
+    assert client.get(url).status_code == 403
+    assert client.post(url, {"value": "0.0.0.0/0", "confirm_risk": "on"}).status_code == 403
+    delete = reverse("console:allowed-network-delete", args=[network.pk])
+    assert client.post(delete).status_code == 403
+    assert list(AllowedNetwork.objects.values_list("value", flat=True)) == ["10.0.0.0/8"]
+
+
+def test_an_outsider_is_sent_to_sign_in_before_the_allowlist(client):
+    response = client.post(reverse("console:allowed-networks"), {"value": "0.0.0.0/0"})
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
 def fake_stages(ok):
     from integrations.directus import Stage
 

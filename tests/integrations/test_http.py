@@ -291,10 +291,16 @@ def test_default_policy_reads_settings_and_the_allowed_network_table(settings):
     settings.KILN_ALLOW_PRIVATE_NETWORKS = True
     AllowedNetwork.objects.create(value="10.0.0.0/8")
     AllowedNetwork.objects.create(value="directus.internal")
+    AllowedNetwork.objects.create(value="directus", port=8055)
     policy = http.default_policy()
     assert policy.allow_private is True
-    assert policy.allows_host("directus.internal")
-    check_address("10.9.9.9", OutboundPolicy(False, policy.allowlist))
+    # Without a port an entry opens the web ports only.
+    assert policy.allows_host("directus.internal", 443)
+    assert not policy.allows_host("directus.internal", 6379)
+    assert policy.allows_host("directus", 8055) and not policy.allows_host("directus", 443)
+    check_address("10.9.9.9", OutboundPolicy(False, policy.allowlist), port=80)
+    with pytest.raises(BlockedAddressError):
+        check_address("10.9.9.9", OutboundPolicy(False, policy.allowlist), port=6379)
 
 
 def test_default_policy_falls_back_to_settings_without_a_database(settings):
