@@ -47,6 +47,8 @@ _WHAT_TO_CHECK = {
 
 # Seconds a test request or count waits out Directus's rate limiter (429) before it fails.
 RATE_LIMIT_WAIT = 5.0
+# The most of a paste the page sends back: a megabyte pasted is not a megabyte echoed.
+PASTE_ECHO_CHARS = 10_000
 
 
 # -- what the page shows ----------------------------------------------------------------------
@@ -97,12 +99,20 @@ def curl_command(url: str) -> str:
     return f'curl --globoff -H "Authorization: Bearer $DIRECTUS_TOKEN" {shlex.quote(url)}'
 
 
-def _connection_schema(connection, show_system: bool, force: bool = False):
-    """(schema, error sentence); reads and caches the schema the first time it is needed."""
+def _connection_schema(connection, show_system: bool, force: bool = False, may_read=True):
+    """(schema, error sentence); reads and caches the schema the first time it is needed.
+
+    Only operators make Kiln call Directus (may_read): a viewer sees the cached schema."""
     if connection is None:
         return None, ""
     schema = connection.schema
     stale = schema is None or (show_system and not schema.get("fetched_with_system"))
+    if (force or stale) and not may_read:
+        if schema is None:
+            return None, "No schema is cached for this connection yet: an operator can read it."
+        return schema, (
+            "System collections are not in the cached schema: an operator can refresh it."
+        )
     if force or stale:
         try:
             schema = connection.refresh_schema(include_system=show_system)
@@ -126,7 +136,9 @@ def _build(request, state: BuilderState, action: str = "", refresh: bool = False
     if not state.connection and len(connections) == 1:
         state.connection = str(connections[0].pk)
     connection = next((c for c in connections if str(c.pk) == state.connection), None)
-    schema, schema_error = _connection_schema(connection, state.show_system, force=refresh)
+    schema, schema_error = _connection_schema(
+        connection, state.show_system, force=refresh, may_read=request.user.is_operator
+    )
     paste_error = ""
     if action == "paste":
         try:
@@ -175,6 +187,9 @@ def _build(request, state: BuilderState, action: str = "", refresh: bool = False
         for p, t in plain
         if p not in to_many and not any(p.startswith(a + ".") for a in to_many)
     ]
+    paste_cut = max(0, len(state.paste) - PASTE_ECHO_CHARS)
+    if paste_cut:
+        state.paste = state.paste[:PASTE_ECHO_CHARS]
     url = query.to_url(connection.display_url) if connection and state.collection else ""
     filter_json = query.filter_json()
     rows = query.to_params() if state.collection else []
@@ -192,7 +207,8 @@ def _build(request, state: BuilderState, action: str = "", refresh: bool = False
         "query": query,
         "problems": [p.message for p in problems],
         "general_problems": general,
-        "paste_error": paste_error,
+        "paste_error": paste_error[:500],
+        "paste_cut": paste_cut,
         "clay_rows": rows,
         "clay_rows_text": "\n".join(f"{k}\t{v}" for k, v in rows),
         "filter_json": json.dumps(filter_json, indent=2, ensure_ascii=False) if filter_json else "",

@@ -467,3 +467,67 @@ def test_open_with_a_query_string_link(viewer_client, connection):
 
 def test_the_module_keeps_the_token_out_of_the_curl_command():
     assert "$DIRECTUS_TOKEN" in queries.curl_command("https://x/items/a?limit=1")
+
+
+# -- who may read the schema from Directus; what a paste echoes ------------------------------
+
+
+@pytest.fixture
+def schema_reads(monkeypatch):
+    calls = []
+
+    def fake_refresh(self, include_system=False):
+        calls.append(include_system)
+        return SCHEMA
+
+    monkeypatch.setattr(DirectusConnection, "refresh_schema", fake_refresh)
+    return calls
+
+
+def test_a_viewer_never_makes_kiln_read_the_schema_from_directus(
+    viewer_client, connection, schema_reads
+):
+    url = reverse("console:query-builder")
+    response = viewer_client.post(url, {"connection": connection.pk, "show_system": "1"})
+    assert response.status_code == 200 and schema_reads == []
+    assert "an operator can refresh it" in response.content.decode()
+    connection.refresh_from_db()
+    assert connection.schema == SCHEMA  # the cached schema is not rewritten
+    DirectusConnection.objects.filter(pk=connection.pk).update(schema=None)
+    response = viewer_client.get(url, {"connection": connection.pk})
+    assert schema_reads == [] and "No schema is cached" in response.content.decode()
+    assert viewer_client.post(reverse("console:query-schema-refresh")).status_code == 403
+
+
+@pytest.mark.parametrize("fixture", ["operator_client", "admin_client"])
+def test_an_operator_reads_system_collections_on_request(
+    request, fixture, connection, schema_reads
+):
+    client = request.getfixturevalue(fixture)
+    client.post(reverse("console:query-builder"), {"connection": connection.pk, "show_system": "1"})
+    assert schema_reads == [True]
+
+
+def test_an_outsider_cannot_open_the_builder_to_read_a_schema(client, connection, schema_reads):
+    response = client.post(
+        reverse("console:query-builder"), {"connection": connection.pk, "show_system": "1"}
+    )
+    assert response.status_code == 302 and schema_reads == []
+
+
+@pytest.mark.parametrize("fixture", ["admin_client", "operator_client", "viewer_client"])
+def test_a_huge_paste_is_not_echoed_back_whole(request, fixture, connection):
+    client = request.getfixturevalue(fixture)
+    pasted = "filter[title][_eq]=" + "x" * 1_000_000
+    response = client.post(
+        reverse("console:query-builder"),
+        {"connection": connection.pk, "collection": "articles", "paste": pasted},
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert len(body) < 200_000
+    cut = len(pasted) - queries.PASTE_ECHO_CHARS
+    assert (
+        f"Only the first 10,000 characters of the pasted text are shown here; {cut:,} were cut"
+        in body
+    )
