@@ -74,7 +74,7 @@ class RowOutcome:
 
 
 def excerpt(body: str) -> str:
-    return http.redact(body[:EXCERPT_CHARS])
+    return http.redacted_excerpt(body, EXCERPT_CHARS)
 
 
 def backoff(attempt: int) -> float:

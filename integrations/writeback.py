@@ -125,7 +125,7 @@ def limiter_for(base_url: str, rate: float):
 
 def excerpt(value) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return http.redact(text[:EXCERPT_CHARS])
+    return http.redacted_excerpt(text, EXCERPT_CHARS)
 
 
 class Writer:

@@ -726,6 +726,16 @@ def test_an_excerpt_is_redacted_before_it_is_cut():
     assert secret[:10] not in excerpt
 
 
+def test_row_excerpts_are_redacted_before_they_are_cut():
+    from integrations import sender, writeback
+
+    hook = f"pull-in-data-from-a-webhook-{uuid.uuid4()}"
+    http.register_secret(f"https://api.clay.com/v3/sources/webhook/{hook}")
+    body = "e" * (sender.EXCERPT_CHARS - 40) + f"{hook} was not found"  # cut inside the hook
+    for cut in (sender.excerpt(body), writeback.excerpt(body)):
+        assert "pull-in-data" not in cut and "e[redacted]" in cut
+
+
 def capture(logger_name):
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
