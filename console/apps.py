@@ -6,4 +6,9 @@ class ConsoleConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from console import checks  # noqa: F401  (registers the encryption-key check)
+        from console import (
+            brokerfix,
+            checks,  # noqa: F401  (registers the encryption-key check)
+        )
+
+        brokerfix.install()  # the worker survives a Redis broker restart (issue 11)

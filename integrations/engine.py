@@ -182,12 +182,15 @@ class Slice:
         self.sender = None
         self.finishing = False  # the deadline passed: no more rows granted
         self.waiting = ""  # "redis" or "database" while the run waits for it, for the run page
-        self.shown_waiting = ""  # what the checkpoint in the database says
+        self.shown_waiting = checkpoint.get("waiting", "")  # what the database says
         self.db_down_since = None
         self.db_unsure = False  # a write failed: it may have committed before the error
         self.rate_at, self.rate_done, self.rate = time.monotonic(), 0, 0.0
         self.first_grant_at = None
         self.redis_down_since = None
+        if checkpoint.get("waiting") == "redis":  # an earlier slice was waiting: still counts
+            waited_for = max(0.0, time.time() - checkpoint.get("waiting_since", time.time()))
+            self.redis_down_since = time.monotonic() - waited_for
         if run.cancel_requested:
             self._cancel()
 
@@ -700,6 +703,8 @@ class Slice:
             checkpoint["carry"] = carry
         if self.waiting:
             checkpoint["waiting"] = self.waiting
+            down_for = time.monotonic() - (self.redis_down_since or self.db_down_since or 0)
+            checkpoint["waiting_since"] = time.time() - down_for
         if self.waited:
             checkpoint["waited"] = self.waited
         sending = self.results.submitted - self.results.returned
@@ -818,7 +823,7 @@ class Slice:
         )
         status = SyncRun.final_status(counts, cancelled=self.cancelled, failure=self.failure)
         checkpoint = {**(self.run.checkpoint or {}), "inflight": []}
-        for transient in ("carry", "waiting", "sending"):
+        for transient in ("carry", "waiting", "waiting_since", "sending"):
             checkpoint.pop(transient, None)
         if self.read_failed:
             # The run page offers to resume reading from `after`; these rows have no result.

@@ -99,6 +99,7 @@ class Sender:
         # Called with "redis" while the limiter's store is unreachable, and "" once it answers.
         self.on_wait = on_wait or (lambda what: None)
         self._store_down = 0  # 1 while the limiter's store is unreachable
+        self._store_down_at = 0.0
         self._store_lock = threading.Lock()
         self.jobs = queue.SimpleQueue()
         # A 429 holds back this worker's other threads too, even with no shared limit set.
@@ -154,13 +155,15 @@ class Sender:
 
     def _take_slot(self) -> bool:
         """Wait for the limiter's slot; False if stopped, finishing, or the store is down."""
+        asked_at = time.monotonic()
         try:
             taken = self.limiter.acquire(_Either(self.stop, self.finishing))
         except ratelimit.Unavailable as exc:
             self._report_store(down=True, error=exc)
             self._wait(STORE_RETRY_SECONDS)
             return False
-        if self._store_down:
+        # A slot reserved before the store went away proves nothing about it now.
+        if self._store_down and asked_at > self._store_down_at:
             self._report_store(down=False)
         return taken
 
@@ -169,6 +172,7 @@ class Sender:
             if bool(self._store_down) == down:
                 return
             self._store_down = int(down)
+            self._store_down_at = time.monotonic()
         if down:
             logger.warning("Rate-limit store unreachable, sending paused: %s", error)
         else:

@@ -163,6 +163,22 @@ class SyncRun(models.Model):
         return self.sent + self.skipped + self.failed
 
     @property
+    def waiting_for(self) -> str:
+        """What a running run's sending waits for ("Redis", "the database"), or ""."""
+        what = (self.checkpoint or {}).get("waiting", "") if self.is_active else ""
+        return {"redis": "Redis", "database": "the database"}.get(what, what)
+
+    @property
+    def waited(self) -> str:
+        """The last outage the run waited out, in words ("" if none)."""
+        return (self.checkpoint or {}).get("waited", "")
+
+    @property
+    def sending(self) -> int:
+        """Rows at the sender (being sent or next in line) when the run last wrote its state."""
+        return (self.checkpoint or {}).get("sending", 0) if self.is_active else 0
+
+    @property
     def progress_percent(self) -> int:
         if not self.expected_total:
             return 100 if not self.is_active else 0

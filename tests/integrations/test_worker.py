@@ -77,6 +77,7 @@ def start_worker(
     beat=False,
     settings="tests.integrations.worker_settings",
     pool="solo",
+    env=None,
 ):
     env = {
         **os.environ,
@@ -85,6 +86,7 @@ def start_worker(
         "CELERY_BROKER_URL": broker_url,
         "REDIS_URL": "",
         "KILN_RATE_LIMIT_REDIS_URL": "",
+        **(env or {}),
     }
     command = [
         sys.executable,
