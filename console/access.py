@@ -11,19 +11,34 @@ from django.core.exceptions import PermissionDenied
 logger = logging.getLogger(__name__)
 
 
+def allowed(user, role) -> bool:
+    """The one role check: console views (role_required) and the API's permissions ask it."""
+    return bool(user is not None and user.is_authenticated and user.has_role(role))
+
+
 def role_required(role):
     """Allow the view to users whose role is at least `role`; others get 403."""
 
     def decorator(view):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            if not request.user.is_authenticated or not request.user.has_role(role):
+            if not allowed(request.user, role):
                 raise PermissionDenied(f"This needs the {role} role.")
             return view(request, *args, **kwargs)
 
+        # The API endpoint that does what this view does reads the role from here.
+        wrapper.required_role = role
         return wrapper
 
     return decorator
+
+
+def required_role(view) -> str:
+    """The role a console view asks for (see role_required); its API twin asks for the same."""
+    role = getattr(view, "required_role", None)
+    if role is None:
+        raise ValueError(f"{view.__name__} is not guarded by role_required")
+    return role
 
 
 viewer_required = role_required("viewer")

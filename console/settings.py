@@ -45,6 +45,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "rest_framework",
+    "drf_spectacular",
     "console",
     "integrations",
 ]
@@ -183,6 +185,36 @@ KILN_INBOUND_MAX_BYTES = env_int("KILN_INBOUND_MAX_BYTES", 1024 * 1024)
 KILN_SYNC_LEASE_SECONDS = env_int("KILN_SYNC_LEASE_SECONDS", 20)
 KILN_SYNC_SLICE_SECONDS = env_int("KILN_SYNC_SLICE_SECONDS", 50)
 KILN_PUBLIC_URL = env_str("KILN_PUBLIC_URL", "http://127.0.0.1:8000")
+
+# The JSON API (console/api/): personal tokens, throttled per token (per user for a session).
+KILN_API_RATE = env_str("KILN_API_RATE", "1200/min")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "console.api.auth.BearerTokenAuthentication",
+        "console.api.auth.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["console.api.auth.SignedIn"],
+    "DEFAULT_THROTTLE_CLASSES": ["console.api.auth.PerTokenThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": KILN_API_RATE},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "console.api.schema.KilnAutoSchema",
+    "EXCEPTION_HANDLER": "console.api.errors.handle",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Kiln API",
+    "DESCRIPTION": "Everything a Kiln user can click, for scripts. Send a personal token "
+    "(Account → API tokens) as `Authorization: Bearer <token>`; it acts with its owner's role.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatus": "integrations.models.SyncRun.Status",
+        "RowStatus": "integrations.models.RowResult.Status",
+    },
+}
 
 # Production hardening: on whenever DEBUG is off; each can be relaxed behind a TLS proxy.
 if not DEBUG:

@@ -115,6 +115,17 @@ console_patterns += [
     path("rows/<str:kiln_row_id>/", writeback.row_timeline, name="row-timeline"),
 ]
 
+# The JSON API (console/api/), its personal tokens and its docs page (console/views/account.py)
+from console.api.urls import api_patterns  # noqa: E402
+from console.views import account  # noqa: E402
+
+console_patterns += [
+    path("account/tokens/", account.tokens, name="api-tokens"),
+    path("account/tokens/<int:pk>/revoke/", account.revoke_token, name="api-token-revoke"),
+    path("api/docs/", account.api_docs, name="api-docs"),
+]
+
 urlpatterns = [
     path("", include((console_patterns, "console"), namespace="console")),
+    path("api/v1/", include((api_patterns, "api"), namespace="api")),
 ]

@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from integrations.models import RowResult, SyncRun
+from integrations.models import RowResult, RowTrace, SyncRun
 
 RUNS_PER_PAGE = 50
 RESULTS_PER_PAGE = 100
@@ -222,6 +222,15 @@ def counts_by_cause(run) -> list[dict]:
         .order_by("-count", "status", "error_code")
     )
     return list(rows)
+
+
+def trace_of(run, row):
+    """The round trip of a row result, when its run traced it (rows sent to Clay, written back)."""
+    return (
+        RowTrace.objects.filter(events__run=run)
+        .filter(Q(directus_key=row.row_key) | Q(kiln_row_id=row.row_key))
+        .first()
+    )
 
 
 class _Echo:

@@ -4,7 +4,6 @@ import datetime as dt
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -20,7 +19,7 @@ from integrations.history import (  # noqa: F401  (kept importable from here for
     keyset_page,
     search_page,
 )
-from integrations.models import RowResult, RowTrace, Sync, SyncRun
+from integrations.models import RowResult, Sync, SyncRun
 
 # htmx stops polling when a poll answers with this status.
 STOP_POLLING = 286
@@ -223,12 +222,7 @@ def retry_failed_rows(request, pk):
 def row_detail(request, pk, row_pk):
     run = _get_run(pk)
     row = get_object_or_404(RowResult, run=run, pk=row_pk)
-    # The row's round trip, when this run traced it (rows sent to Clay, rows written back).
-    trace = (
-        RowTrace.objects.filter(events__run=run)
-        .filter(Q(directus_key=row.row_key) | Q(kiln_row_id=row.row_key))
-        .first()
-    )
+    trace = history.trace_of(run, row)
     template = "runs/row.html#detail" if request.htmx else "runs/row.html"
     return render(request, template, {"run": run, "row": row, "trace": trace})
 
