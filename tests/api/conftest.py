@@ -11,6 +11,10 @@ from console.models import ApiToken, User
 from integrations.models import MappingTemplate, RowResult, RowTrace, RowTraceEvent, SyncRun
 from tests.conftest import make_user
 from tests.console.test_syncs import fake_engine, make_sync
+from tests.integrations import syncfixtures
+
+# The loopback Directus and Clay of the engine's tests (test_flow.py).
+directus, sink, fast_retries = syncfixtures.directus, syncfixtures.sink, syncfixtures.fast_retries
 
 CALLERS = ["anonymous", "revoked", "expired", "viewer", "operator", "admin"]
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
