@@ -27,4 +27,6 @@ RUN SECRET_KEY=collectstatic-build-only DEBUG=false python manage.py collectstat
 
 USER kiln
 EXPOSE 8000
-CMD ["gunicorn", "console.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# gunicorn's asgi worker: an event loop reads request bodies, so slow clients (a body trickled
+# to /in/<route>/) cannot hold a worker; views run in threads (bench/slowclients.py).
+CMD ["gunicorn", "console.asgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--worker-class", "asgi", "--access-logfile", "-"]

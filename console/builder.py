@@ -9,15 +9,19 @@ choices, how to ask for the value). No request, no database: tested with plain v
 """
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
-from integrations import fieldpaths, filters, operators
+from integrations import fieldpaths, filters, jsontext, operators
 
 ROOT = "f"
-_NODE_KEY = re.compile(r"^(f(?:\.\d+)*)-(logic|field|op|value|value2|was)$")
-_SORT_KEY = re.compile(r"^s\.(\d+)-(field|dir)$")
-_WHOLE = re.compile(r"\s*[+-]?\d+\s*")
+# Posted names with groups nested deeper than the builder shows, or indexes no form has, are
+# ignored: f.0.0.0... 5,000 deep would otherwise recurse past Python's limit.
+_NODE_KEY = re.compile(r"^(f(?:\.\d{1,4}){0,32})-(logic|field|op|value|value2|was)$")
+_SORT_KEY = re.compile(r"^s\.(\d{1,4})-(field|dir)$")
+# Longer digit strings stay text (int() refuses 4,300 digits; validate() names the problem).
+_WHOLE = re.compile(r"\s*[+-]?\d{1,1000}\s*")
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 # What an <input type=...> can hold; a value that does not fit gets a text input instead,
 # because the browser would silently blank it (`2024-01-01` in a datetime-local input).
@@ -191,6 +195,8 @@ def coerce(text: str, field_type: str | None):
         return int(text)
     if field_type in ("float", "decimal") and _NUMBER.fullmatch(text):
         number = float(text)
+        if not math.isfinite(number):
+            return text  # 1e400: not a number JSON can carry
         return int(number) if _WHOLE.fullmatch(text) else number
     if field_type == "boolean" and text in ("true", "false"):
         return text == "true"
@@ -213,7 +219,7 @@ def condition_value(row: ConditionRow, field_type: str | None):
             raise ValueError(f"{row.field} {op}: {error}") from None
     if op in _JSON_OPS:
         try:
-            return json.loads(row.value)
+            return jsontext.loads(row.value)
         except ValueError:
             return row.value  # validate() names what is wrong with it
     return coerce(row.value, field_type)
@@ -258,7 +264,7 @@ def state_to_query(state: BuilderState, schema: dict | None = None):
     deep = {}
     if state.deep:
         try:
-            deep = json.loads(state.deep)
+            deep = jsontext.loads(state.deep)
         except ValueError as error:
             problems.append(("deep", f"deep is not valid JSON: {error}"))
         if not isinstance(deep, dict):

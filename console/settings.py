@@ -63,6 +63,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A page that says why instead of a 500: NUL in the address or a form, keys missing.
+    "console.middleware.RefuseNulMiddleware",
+    "console.middleware.KeyProblemMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"

@@ -17,8 +17,6 @@ write may have gone out twice (at-least-once, as with the engine).
 
 import json
 import logging
-import math
-import sys
 import threading
 import time
 import uuid
@@ -29,7 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from integrations import columnmap, csvimport, http, mapping, roundtrip
+from integrations import columnmap, csvimport, http, jsontext, mapping, roundtrip
 from integrations.engine import (
     LeaseLost,
     cancel_requested,
@@ -65,17 +63,12 @@ class BadPayload(ValueError):
 # -- receiving ---------------------------------------------------------------------------------
 
 
-# Deeper than any Clay row or Directus Flow trigger, shallow enough for every later recursion
-# (canonical JSON, rendering, PostgreSQL's jsonb) to stay far from its limit.
-MAX_JSON_DEPTH = 64
-
-
 def parse_body(raw: bytes, *, relay: bool) -> list[dict]:
     """The rows in a request body: one JSON object, or a list of objects (not for a relay).
 
-    Every body Kiln could not store or process is refused here with a reason: nesting deeper
-    than MAX_JSON_DEPTH, NaN/Infinity/1e400, integers of more than 4,300 digits, and strings
-    with NUL or a lone surrogate ("\\u0000", "\\ud800"), which PostgreSQL's jsonb refuses.
+    Every body Kiln could not store or process is refused with a reason (see jsontext.loads):
+    nesting deeper than 64, NaN/Infinity/1e400, integers of more than 4,300 digits, and
+    strings with NUL or a lone surrogate ("\\u0000", "\\ud800"), which PostgreSQL's jsonb refuses.
     """
     if not raw.strip():
         raise BadPayload("The body is empty: send one row as a JSON object, or several as a list.")
@@ -83,13 +76,14 @@ def parse_body(raw: bytes, *, relay: bool) -> list[dict]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadPayload(f"The body is not UTF-8 (byte {exc.start}).") from None
-    value = _loads(text)
-    # Nesting needs brackets, and NUL or a surrogate can only come from a \u escape (strict
-    # UTF-8 and JSON refuse them raw): a plain one-row body skips both walks.
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
-        _check_depth(value)
-    if b"\\u" in raw:
-        _check_strings(value)
+    try:
+        value = jsontext.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadPayload(
+            f"Malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
+        ) from None
+    except jsontext.JSONRefused as exc:
+        raise BadPayload(str(exc)) from None
     if relay:
         # Kiln's Flow sends {"trigger": {{$trigger}}, "accountability": {{$accountability}}};
         # a Flow made before (or by hand) sends the bare trigger. Both are stored as received.
@@ -111,89 +105,6 @@ def parse_body(raw: bytes, *, relay: bool) -> list[dict]:
             where = f"Element {index} of the list" if isinstance(value, list) else "The body"
             raise BadPayload(f"{where} is {_json_type(row)}, not a JSON object (one row).")
     return rows
-
-
-def _refuse_constant(name):
-    raise BadPayload(f"The body holds {name}, which is not a JSON number: send a number or null.")
-
-
-def _finite_float(literal):
-    number = float(literal)
-    if not math.isfinite(number):
-        raise BadPayload(
-            f"The number {literal[:40]} is too large to store (over about 1.8e308): "
-            "send it as a string."
-        )
-    return number
-
-
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
-
-
-def _loads(text: str):
-    try:
-        return _DECODER.decode(text)
-    except BadPayload:
-        raise
-    except json.JSONDecodeError as exc:
-        raise BadPayload(
-            f"Malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
-        ) from None
-    except RecursionError:
-        raise BadPayload(_too_deep()) from None
-    except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
-        raise BadPayload(
-            f"A number has more than {sys.get_int_max_str_digits():,} digits: send it as a string."
-        ) from None
-
-
-def _too_deep() -> str:
-    return f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep."
-
-
-def _check_depth(value) -> None:
-    """Refuse nesting over MAX_JSON_DEPTH, a level at a time (scalars are never stacked)."""
-    level = [value] if isinstance(value, dict | list) else []
-    depth = 1
-    while level:
-        if depth > MAX_JSON_DEPTH:
-            raise BadPayload(_too_deep())
-        deeper = []
-        for item in level:
-            children = item.values() if isinstance(item, dict) else item
-            deeper += [child for child in children if isinstance(child, dict | list)]
-        level = deeper
-        depth += 1
-
-
-def _check_strings(value) -> None:
-    """Refuse strings, keys included, that PostgreSQL cannot store."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, child in item.items():
-                _check_text(key)
-                stack.append(child)
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            _check_text(item)
-
-
-def _check_text(text: str) -> None:
-    if "\x00" in text:
-        raise BadPayload(
-            "A string holds the NUL character (\\u0000), which Kiln cannot store: remove it."
-        )
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise BadPayload(
-                f"A string holds a lone surrogate (\\u{ord(text[exc.start]):04x}), which is not "
-                "text: send the character's full pair, or remove it."
-            ) from None
 
 
 def _json_type(value) -> str:

@@ -191,8 +191,20 @@ def compile_options(options) -> tuple[Rules, list[Problem]]:
     if default not in MISSING_POLICIES:
         problems.append(Problem(f'"missing" must be one of {", ".join(MISSING_POLICIES)}.'))
     rules = Rules(default, {}, {})
-    for expr, spec in (options.get("placeholders") or {}).items():
+    placeholders = options.get("placeholders") or {}
+    if not isinstance(placeholders, dict):
+        problems.append(Problem('"placeholders" must be an object of {"expr": {...}}.'))
+        placeholders = {}
+    for expr, spec in placeholders.items():
         spec = spec or {}
+        if not isinstance(spec, dict):
+            problems.append(
+                Problem(
+                    f'The options for {{{{{expr}}}}} must be an object, such as {{"casts": []}}.',
+                    placeholder=expr,
+                )
+            )
+            continue
         casts = cast_names(spec.get("casts"))
         for cast in casts:
             if cast not in CASTS:

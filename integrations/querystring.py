@@ -13,6 +13,7 @@ import json
 import re
 from urllib.parse import quote
 
+from integrations import jsontext
 from integrations.operators import GEOMETRY_OPS, LIST_OPS, RELATION_OPS
 
 
@@ -81,6 +82,10 @@ def read_tree_param(name: str, rows):
         return value
     root: dict = {}
     for key, value, segments in rows:
+        if len(segments) > jsontext.MAX_DEPTH:
+            raise QueryParseError(
+                f"{key[:80]}… is nested more than {jsontext.MAX_DEPTH} levels deep"
+            )
         node = root
         for index, segment in enumerate(segments):
             if segment == "":  # `[]` appends
@@ -144,7 +149,7 @@ def value_text(value) -> str:
 def load_json(text: str, name: str):
     """json.loads, raising QueryParseError that names the parameter."""
     try:
-        return json.loads(text)
+        return jsontext.loads(text)
     except ValueError as error:
         raise QueryParseError(f"{name} is not valid JSON: {error}") from None
 
@@ -152,4 +157,4 @@ def load_json(text: str, name: str):
 def int_or_text(value: str):
     """`"10"` -> 10; anything else stays text."""
     # Kept as text when not an integer, so validate() can say what is wrong with it.
-    return int(value) if re.fullmatch(r"\s*[+-]?\d+\s*", value) else value
+    return int(value) if re.fullmatch(r"\s*[+-]?\d{1,1000}\s*", value) else value

@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from integrations import jsontext
 from integrations.casts import CASTS
 
 
@@ -194,7 +195,10 @@ class _Parser:
             if not match:
                 self.fail(f"Invalid number {self.found(pos)}.", pos)
             self.pos = match.end()
-            number = json.loads(match[0])
+            try:
+                number = json.loads(match[0])
+            except ValueError:  # int() refuses 4,300 digits and more
+                self.fail(f"The number {match[0][:20]}… has too many digits.", pos)
             if isinstance(number, float) and not math.isfinite(number):
                 self.fail(f"The number {match[0]} is too large.", pos)
             return Lit(number, line, column)
@@ -204,7 +208,14 @@ class _Parser:
                 return Lit(literal, line, column)
         self.fail(f"Expected a JSON value, found {self.found(pos)}.", pos)
 
+    def too_deep(self, path):
+        if len(path) >= jsontext.MAX_DEPTH:
+            self.fail(
+                f"The template is nested more than {jsontext.MAX_DEPTH} levels deep.", self.pos
+            )
+
     def object(self, path):
+        self.too_deep(path)
         node = Obj(*self.where(self.pos))
         opened = self.pos
         self.pos += 1
@@ -250,6 +261,7 @@ class _Parser:
                 return node
 
     def array(self, path):
+        self.too_deep(path)
         node = Arr(*self.where(self.pos))
         opened = self.pos
         self.pos += 1
@@ -320,6 +332,12 @@ class _Parser:
             ):
                 code = 0x10000 + ((code - 0xD800) << 10) + (int(low, 16) - 0xDC00)
                 after += 6
+            elif 0xD800 <= code < 0xE000:
+                self.fail(
+                    f"\\u{code:04x} is half of a character (a lone surrogate): write the "
+                    "character itself, or both halves of its pair.",
+                    pos,
+                )
             chars.append(chr(code))
             offsets.append(pos)
             pos = after

@@ -23,7 +23,15 @@ from django.views.decorators.http import require_POST
 
 from console.access import client_ip, operator_required, viewer_required
 from console.forms import MappingTemplateForm
-from integrations import fieldmapper, fieldpaths, filters, flows, mapping, templatecheck
+from integrations import (
+    fieldmapper,
+    fieldpaths,
+    filters,
+    flows,
+    jsontext,
+    mapping,
+    templatecheck,
+)
 from integrations.casts import CASTS
 from integrations.directus import DirectusError
 from integrations.models import (
@@ -202,7 +210,7 @@ def editor_from_post(data) -> Editor:
     connection = _pick(DirectusConnection, data.get("connection"))
     saved_query = _pick(SavedQuery, data.get("saved_query"))
     try:
-        placeholders = json.loads(data.get("placeholders") or "{}")
+        placeholders = jsontext.loads(data.get("placeholders") or "{}")
     except ValueError:
         placeholders = {}
     editor = Editor(
@@ -346,7 +354,7 @@ def parse_sample(text: str) -> dict:
         raise ValueError("Paste a sample row first: a JSON object, or CSV with a header row.")
     if text[0] in "{[":
         try:
-            value = json.loads(text)
+            value = jsontext.loads(text)
         except ValueError as exc:
             raise ValueError(f"The sample row is not valid JSON: {exc}.") from None
         if isinstance(value, list):

@@ -230,7 +230,7 @@ def _render(request, context, status=200):
 
 def _state_from_get(request) -> BuilderState:
     saved_pk = request.GET.get("saved", "")
-    if saved_pk.isdigit():
+    if saved_pk.isdigit() and len(saved_pk) < 19:  # longer cannot be an id
         saved = get_object_or_404(SavedQuery, pk=saved_pk)
         try:
             query = saved.to_query().with_(collection=saved.collection)

@@ -25,11 +25,26 @@ from integrations.models import RowResult, Sync, SyncRun
 STOP_POLLING = 286
 
 
+# Ids and cursors are 64-bit: a larger number in a link matches nothing (it would not fit).
+MAX_ID = 2**63 - 1
+# Longer search text is cut: SQLite refuses LIKE patterns over 50,000 bytes, and no error
+# message is that long.
+MAX_SEARCH = 200
+
+
 def _int(value):
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if -MAX_ID <= number <= MAX_ID else None
+
+
+def _filters(request) -> dict:
+    return {
+        "status": request.GET.get("status", ""),
+        "q": request.GET.get("q", "").strip()[:MAX_SEARCH],
+    }
 
 
 def _date(value):
@@ -118,14 +133,14 @@ def _get_run(pk):
 
 
 def _results(request, run):
-    filters = {"status": request.GET.get("status", ""), "q": request.GET.get("q", "").strip()}
+    filters = _filters(request)
     return history.filter_results(run, filters["status"], filters["q"]), filters
 
 
 @viewer_required
 def run_detail(request, pk):
     run = _get_run(pk)
-    filters = {"status": request.GET.get("status", ""), "q": request.GET.get("q", "").strip()}
+    filters = _filters(request)
     after, before = _int(request.GET.get("after")), _int(request.GET.get("before"))
     # Error text: a bounded search window per request (see history.search_page).
     page = history.results_page(

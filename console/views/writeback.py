@@ -759,7 +759,11 @@ def replay_rows(request, pk):
     route = get_object_or_404(InboundRoute, pk=pk)
     rows = route.rows.all()
     if request.POST.get("row"):
-        rows = rows.filter(pk=request.POST["row"])
+        row = _int(request.POST["row"])
+        if row is None:
+            messages.error(request, "No such row to replay: the row is given by its number.")
+            return redirect("console:writeback-route", route.pk)
+        rows = rows.filter(pk=row)
     count = inbound.replay(rows)
     inbound.wake(route.pk)
     messages.success(request, f"{count} row{'s' if count != 1 else ''} queued again.")
@@ -843,7 +847,9 @@ def stuck_rows(request):
 
 
 def _int(value):
+    """A 64-bit number from a form or link, else None (a larger one could not be an id)."""
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if abs(number) < 2**63 else None
