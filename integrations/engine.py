@@ -490,7 +490,11 @@ class Slice:
             self._grant()
 
     def _budget(self) -> int:
-        """Rows the sender may hold at once: about two control intervals of its recent pace."""
+        """Rows the sender may hold at once: about one control interval of its recent pace.
+
+        Small on purpose: a crash flags these as maybe sent twice. The coordinator is woken
+        when half are back (Inbox.low_water), so the sender is never left without rows.
+        """
         now = time.monotonic()
         returned = self.results.returned
         elapsed = now - self.rate_at
@@ -499,7 +503,8 @@ class Slice:
             self.rate_at, self.rate_done = now, returned
             self.rate = pace
         pace = max(pace, self.rate)
-        return max(2 * max(1, self.sync.concurrency), int(pace * CONTROL_INTERVAL * 2) + 1)
+        concurrency = max(1, self.sync.concurrency)
+        return max(2 * concurrency, int(pace * CONTROL_INTERVAL) + concurrency)
 
     def _grant(self):
         """Hand the sender more rows, after noting them in flight (a crash may send them twice)."""

@@ -126,7 +126,7 @@ def test_a_redis_restart_mid_run_is_waited_out_and_the_worker_survives(
 def test_a_killed_worker_and_a_flaky_sink_still_record_every_row_once(
     redis_server, shared_database_url, tmp_path, no_publish_on_commit
 ):
-    items = 600
+    items = 500
     script = {}
     for i in range(1, items + 1, 7):
         script[str(i)] = [500, "ok"]
@@ -139,10 +139,12 @@ def test_a_killed_worker_and_a_flaky_sink_still_record_every_row_once(
         script[key] = [400]
     broker = redis_server.url(0)
     directus = FakeDirectus(items, token=DIRECTUS_TOKEN).start()
-    sink = FakeSink(token=CLAY_TOKEN, script=script, delay=0.01).start()
+    sink = FakeSink(token=CLAY_TOKEN, script=script, delay=0.04).start()
     workers = []
     try:
-        run = engine_api.start_run(make_sync(directus, sink, concurrency=4, page_size=50))
+        run = engine_api.start_run(
+            make_sync(directus, sink, concurrency=4, page_size=100, rate_limit=0)
+        )
         publish(broker, run)
         workers.append(
             start_worker("first", shared_database_url, broker, tmp_path, settings=SETTINGS)
@@ -159,8 +161,10 @@ def test_a_killed_worker_and_a_flaky_sink_still_record_every_row_once(
         run = finished(run.pk, 90)
         assert run.status == "partly_failed"
         flagged = assert_recorded_once(run, items, sink, permanently_refused=refused)
-        # Only rows handed to the sender were in flight: a few dozen, not two pages of 50.
-        assert len(flagged) <= 40, len(flagged)
+        # Flagged are the rows Clay got twice, plus at most about half a second of sending
+        # (~100 rows/s here) handed over but not yet sent: not the two pages of 100 in flight.
+        twice = {key for key, n in sink.accepted.items() if n > 1}
+        assert len(flagged - twice) <= 60, (len(flagged), len(twice))
     finally:
         for worker in workers:
             stop(worker)
