@@ -2,7 +2,7 @@
 (the API answers 401 with JSON itself instead of redirecting to the sign-in page)."""
 
 from django.contrib.auth.decorators import login_not_required
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularYAMLAPIView
 
 from console.api import actions, views
@@ -37,4 +37,5 @@ api_patterns = [
     _p("rows/<str:kiln_row_id>/", views.row_timeline, "row-timeline"),
     _p("openapi.json", SpectacularJSONAPIView.as_view(), "schema"),
     _p("openapi.yaml", SpectacularYAMLAPIView.as_view(), "schema-yaml"),
+    re_path(r"^(?P<rest>.*)$", login_not_required(views.no_such_endpoint), name="no-such-endpoint"),
 ]

@@ -64,6 +64,14 @@ def _page_links(request, prev_cursor, next_cursor):
     )
 
 
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@permission_classes([])
+def no_such_endpoint(request, rest=""):
+    """Any other path under /api/v1/ (a mistyped id included): a JSON 404, not the HTML page."""
+    raise NotFound(f"There is no API endpoint at {request.path[:200]}.")
+
+
 # -- who am I --------------------------------------------------------------------------------
 
 
@@ -213,7 +221,8 @@ RUNS = SyncRun.objects.select_related("sync", "started_by")
 
 
 def _valid(serializer_class, request):
-    filters = serializer_class(data=request.query_params)
+    # A plain dict, not the QueryDict: DRF would read `?until=` as "not given"; it is invalid.
+    filters = serializer_class(data=request.query_params.dict())
     filters.is_valid(raise_exception=True)
     return filters.validated_data
 

@@ -8,7 +8,15 @@ from django.test import Client
 from django.utils import timezone
 
 from console.models import ApiToken, User
-from integrations.models import MappingTemplate, RowResult, RowTrace, RowTraceEvent, SyncRun
+from integrations import sources
+from integrations.models import (
+    DirectusConnection,
+    MappingTemplate,
+    RowResult,
+    RowTrace,
+    RowTraceEvent,
+    SyncRun,
+)
 from tests.conftest import make_user
 from tests.console.test_syncs import fake_engine, make_sync
 from tests.integrations import syncfixtures
@@ -132,6 +140,22 @@ def world(users):
         destination=sync.destination,
         query=sync.saved_query,
     )
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Tests and counts answer without Directus (their own tests use a fake Directus)."""
+
+    def run_test(self):
+        stages = [
+            {"name": "reach", "ok": True, "summary": "Reached", "detail": "", "elapsed_ms": 3}
+        ]
+        DirectusConnection.objects.filter(pk=self.pk).update(last_test_ok=True)
+        self.last_test_ok, self.last_test_result = True, stages
+        return stages
+
+    monkeypatch.setattr(DirectusConnection, "run_test", run_test)
+    monkeypatch.setattr(sources, "count_rows", lambda directus, sync, since="": 42)
 
 
 __all__ = ["CALLERS", "RANK", "User", "bearer"]
