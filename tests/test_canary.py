@@ -308,3 +308,88 @@ def test_secret_markers_never_leak(admin_client, fake_server, captured_logs):
             assert marker not in text, f"{marker} leaked into {where}"
     # The canary is alive: httpx did log the requests (URLs included), so silence is not the reason.
     assert "HTTP Request: POST" in everything["logs"] and "[redacted]" in everything["logs"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_secret_markers_never_leak_through_the_api(admin_client, fake_server, captured_logs):
+    """The JSON API too: credentials, their tests and counts, and the API token itself."""
+    from console.models import ApiToken
+    from integrations.models import SavedQuery, Secret, Sync
+
+    bodies = []
+
+    def visit(response):
+        bodies.append(
+            b"".join(response.streaming_content).decode("utf-8", "replace")
+            if response.streaming
+            else response.content.decode("utf-8", "replace")
+        )
+        bodies.append(repr(dict(response.headers)))
+        return response
+
+    conn = DirectusConnection.objects.create(
+        name="Canary CMS",
+        base_url=fake_server,
+        token=Secret.seal(TOKEN),
+        probe_collection="articles",
+    )
+    dest = ClayDestination.objects.create(
+        name="Canary Clay",
+        webhook_url=Secret.seal(fake_server + HOOK_PATH),
+        auth_token=Secret.seal(AUTH),
+    )
+    query = SavedQuery.objects.create(connection=conn, name="all", collection="articles")
+    sync = Sync.objects.create(name="Canary sync", saved_query=query, destination=dest)
+
+    # The token is made in the console; that one page shows it, once, by design.
+    page = admin_client.post(reverse("console:api-tokens"), {"name": "canary script"})
+    plaintext = (
+        ApiToken.objects.get(name="canary script")
+        and page.content.decode().split('id="new-token">')[1].split("<")[0]
+    )
+    assert plaintext.startswith("kiln_")
+    api = type(admin_client)(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+
+    for name, args in [
+        ("api:connections", []),
+        ("api:connection", [conn.pk]),
+        ("api:destinations", []),
+        ("api:destination", [dest.pk]),
+        ("api:queries", []),
+        ("api:query", [query.pk]),
+        ("api:syncs", []),
+        ("api:sync", [sync.pk]),
+        ("api:runs", []),
+        ("api:me", []),
+        ("api:schema", []),
+    ]:
+        visit(api.get(reverse(name, args=args)))
+    # Test and count: with the right token, a wrong one (401), and an unreachable server.
+    visit(api.post(reverse("api:connection-test", args=[conn.pk])))
+    visit(api.post(reverse("api:query-count", args=[query.pk])))
+    conn.token.set_value(BAD_TOKEN)
+    conn.token.save()
+    visit(api.post(reverse("api:connection-test", args=[conn.pk])))
+    visit(api.post(reverse("api:query-count", args=[query.pk])))
+    DirectusConnection.objects.filter(pk=conn.pk).update(base_url="http://127.0.0.1:9")
+    visit(api.post(reverse("api:connection-test", args=[conn.pk])))
+    visit(api.post(reverse("api:query-count", args=[query.pk])))
+    visit(api.post(reverse("api:sync-start", args=[sync.pk]), {}, content_type="application/json"))
+    # The console pages that list tokens, and the audit log that names them.
+    for url in [
+        reverse("console:api-tokens"),
+        reverse("console:audit"),
+        reverse("console:api-docs"),
+    ]:
+        visit(admin_client.get(url))
+
+    everything = {
+        "responses": "\n".join(bodies),
+        "logs": captured_logs.getvalue(),
+        "database": database_dump(),
+        "broker": broker_dump(),
+    }
+    for where, text in everything.items():
+        for marker in [*MARKERS, plaintext, plaintext[len("kiln_") :]]:
+            assert marker not in text, f"{marker[:14]}… leaked into {where}"
+    assert "HTTP Request:" in everything["logs"]
