@@ -655,3 +655,28 @@ def test_an_incremental_run_without_a_capped_mark_says_a_change_may_be_missed(vi
     SyncRun.objects.filter(pk=run.pk).update(checkpoint={"cap": "2026-02-01T00:00:00"})
     html = viewer_client.get(reverse("console:run-detail", args=[run.pk])).content.decode()
     assert "mark-uncapped" not in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_csv_export_streams_under_asgi_too(run, admin_user, monkeypatch):
+    """Under ASGI a synchronous iterator would be read whole into memory before the first byte."""
+    import asyncio
+
+    monkeypatch.setattr(runs_views, "CSV_BATCH_LINES", 50)
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient, Client
+
+    wsgi = Client()
+    wsgi.force_login(admin_user)
+    whole = b"".join(wsgi.get(reverse("console:run-export", args=[run.pk])).streaming_content)
+
+    async def download():
+        client = AsyncClient()
+        await sync_to_async(client.force_login)(admin_user)
+        response = await client.get(reverse("console:run-export", args=[run.pk]))
+        assert response.is_async
+        return [chunk async for chunk in response.streaming_content]
+
+    chunks = asyncio.run(download())
+    assert len(chunks) > 1 and b"".join(chunks) == whole
+    assert whole.count(b"\n") == 251  # the header and 250 rows
