@@ -37,5 +37,5 @@ api_patterns = [
     _p("rows/<str:kiln_row_id>/", views.row_timeline, "row-timeline"),
     _p("openapi.json", SpectacularJSONAPIView.as_view(), "schema"),
     _p("openapi.yaml", SpectacularYAMLAPIView.as_view(), "schema-yaml"),
-    re_path(r"^(?P<rest>.*)$", login_not_required(views.no_such_endpoint), name="no-such-endpoint"),
+    re_path(r"^.*$", login_not_required(views.no_such_endpoint), name="no-such-endpoint"),
 ]

@@ -7,7 +7,6 @@ same query functions (integrations.history), so the page and the API cannot disa
 import re
 
 from django.db.models import OuterRef, Subquery
-from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import renderers, serializers
@@ -67,7 +66,7 @@ def _page_links(request, prev_cursor, next_cursor):
 @extend_schema(exclude=True)
 @api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 @permission_classes([])
-def no_such_endpoint(request, rest=""):
+def no_such_endpoint(request):
     """Any other path under /api/v1/ (a mistyped id included): a JSON 404, not the HTML page."""
     raise NotFound(f"There is no API endpoint at {request.path[:200]}.")
 
@@ -331,12 +330,7 @@ def run_results(request, pk):
     f = _valid(ResultFilters, request)
     status, q = f.get("status", ""), f.get("q", "").strip()
     if request.accepted_renderer.format == "csv":
-        response = StreamingHttpResponse(
-            history.csv_lines(history.filter_results(run, status, q)),
-            content_type="text/csv; charset=utf-8",
-        )
-        response["Content-Disposition"] = f'attachment; filename="kiln-run-{run.pk}-results.csv"'
-        return response
+        return run_views.csv_response(request._request, run, history.filter_results(run, status, q))
     before = f.get("before")
     page = history.results_page(
         run,
