@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 
 from integrations import http
+from integrations.fieldpaths import did_you_mean
 
 # A GET longer than this goes as SEARCH with the query in the body: proxies and Node cap
 # URL length (Node's default header limit is 16 KB), and keyset filters can grow.
@@ -111,8 +112,11 @@ class Stage:
     summary: str
     detail: str
     elapsed_ms: int
-    # What the stage learned for the connection's row: {"server_info": {...}, "user_id": "..."}
+    # What the stage learned for the connection's row: {"server_info": {...}, "user_id": "...",
+    # "permissions": {"articles": ["read", "update"]}, "schema_access": False}
     facts: dict = field(default_factory=dict)
+    # Passed, but something will not work with this token: one sentence saying what.
+    warning: str = ""
 
 
 class DirectusClient:
@@ -446,7 +450,15 @@ def check_connection(base_url, token, probe_collection: str = "", *, client=None
             stages.append(Stage("What it may read", None, _SKIPPED, "", 0))
     redact = http.redact
     return [
-        Stage(s.name, s.ok, redact(s.summary), redact(s.detail), s.elapsed_ms, s.facts)
+        Stage(
+            s.name,
+            s.ok,
+            redact(s.summary),
+            redact(s.detail),
+            s.elapsed_ms,
+            s.facts,
+            redact(s.warning),
+        )
         for s in stages
     ]
 
@@ -527,19 +539,35 @@ def _describe_server(info: dict) -> str:
     return "; ".join(parts) + "."
 
 
+ACTIONS = ("read", "create", "update", "delete")
+NO_SCHEMA_WARNING = (
+    "This token may not read the schema (/collections, /fields, /relations): the query "
+    "builder cannot list its collections and fields or check a query before sending, the "
+    "mapper cannot offer fields, and runs cannot be checked for schema drift. Give its policy "
+    "read access to directus_collections, directus_fields and directus_relations (or app "
+    "access) to fix that."
+)
+
+
 def _stage_reading(directus, probe) -> Stage:
+    """What the token may do: actions per collection from /permissions/me, schema access."""
     notes, started = [], time.perf_counter()
     try:
-        visible = _readable_collections(directus, notes)
+        listed = _listed_collections(directus, notes)
+        permissions = directus.permissions_me()
     except DirectusError as exc:
         return Stage("What it may read", False, exc.explain(), _detail(exc), _ms_since(started))
-    if visible is None:
-        summary = "The token works, but Directus does not tell which collections it may read."
-    elif visible:
-        noun = "collection" if len(visible) == 1 else "collections"
-        summary = f"It may read {len(visible)} {noun}: {', '.join(visible)}."
+    facts = {"schema_access": listed is not None}
+    if permissions is not None:
+        notes.append("GET /permissions/me -> 200")
+        facts["permissions"] = allowed_actions(permissions)
+        summary = describe_actions(facts["permissions"])
+    elif listed is not None:  # an older Directus: /collections is all there is to go on
+        facts["permissions"] = {name: ["read"] for name in listed}
+        summary = describe_actions(facts["permissions"])
     else:
-        summary = "It may read no collections outside Directus's own system collections."
+        summary = "The token works, but Directus does not tell which collections it may read."
+    known = sorted(set(listed or []) | set(facts.get("permissions") or {}))
     ok = True
     if probe:
         try:
@@ -550,38 +578,57 @@ def _stage_reading(directus, probe) -> Stage:
             )
             notes.append(f"GET /items/{probe}?limit=1 -> 200")
         except DirectusError as exc:
-            ok, summary = False, f"{exc.explain()} {summary}"
+            ok, summary = False, f"{exc.explain()}{did_you_mean(probe, known)} {summary}"
             notes.append(_detail(exc))
-    return Stage("What it may read", ok, summary, "\n".join(notes), _ms_since(started))
+    warning = "" if listed is not None else NO_SCHEMA_WARNING
+    return Stage(
+        "What it may read", ok, summary, "\n".join(notes), _ms_since(started), facts, warning
+    )
 
 
-def _readable_collections(directus, notes) -> list | None:
-    """Non-system collections the token may read; None when the server will not say."""
+def _listed_collections(directus, notes) -> list | None:
+    """Non-system collections from /collections; None when the token may not read the schema."""
     try:
         rows = directus.collections()
-        notes.append(f"GET /collections -> 200 ({len(rows)} rows including system collections)")
-        return [r["collection"] for r in rows if not r["collection"].startswith("directus_")]
     except DirectusError as exc:
         if exc.status != 403:
             raise
         notes.append(_detail(exc))
-    # Directus 12 forbids /collections, /fields and /relations to a token without read access
-    # to directus_*, but /permissions/me still tells what it may read.
-    notes.append(
-        "This token may not read the schema (/collections, /fields, /relations), so the query "
-        "builder cannot list fields for it; an admin token or read access to "
-        "directus_collections, directus_fields and directus_relations fixes that."
-    )
-    permissions = directus.permissions_me()
-    if permissions is None:
         return None
-    notes.append("GET /permissions/me -> 200")
-    readable = [
-        c
-        for c, a in permissions.items()
-        if ((a or {}).get("read") or {}).get("access", "none") != "none"
-    ]
-    return sorted(c for c in readable if not c.startswith("directus_"))
+    notes.append(f"GET /collections -> 200 ({len(rows)} rows including system collections)")
+    return [r["collection"] for r in rows if not r["collection"].startswith("directus_")]
+
+
+def allowed_actions(permissions: dict) -> dict:
+    """/permissions/me -> {"articles": ["read", "update"]}: non-system collections, actions
+    whose access is not "none" ("partial": only some items or fields, still an action)."""
+    allowed = {}
+    for name, actions in (permissions or {}).items():
+        if name.startswith("directus_") or not isinstance(actions, dict):
+            continue
+        allowed[name] = [
+            a for a in ACTIONS if ((actions.get(a) or {}).get("access") or "none") != "none"
+        ]
+    return allowed
+
+
+def describe_actions(allowed: dict) -> str:
+    """ "It may read 1 collection: articles. It may update 1 collection: Products." """
+    groups: dict[tuple, list] = {}
+    for name, actions in allowed.items():
+        if actions:
+            groups.setdefault(tuple(actions), []).append(name)
+    if not groups:
+        return "It may not read or change any collection outside Directus's own."
+    sentences = []
+    for actions, names in sorted(groups.items(), key=lambda g: (-len(g[0]), g[0])):
+        verbs = list(actions)
+        said = verbs[0] if len(verbs) == 1 else ", ".join(verbs[:-1]) + " and " + verbs[-1]
+        noun = "collection" if len(names) == 1 else "collections"
+        sentences.append(f"It may {said} {len(names)} {noun}: {', '.join(names)}.")
+    if not any("read" in actions for actions in groups):
+        sentences.append("It may read no collection.")
+    return " ".join(sentences)
 
 
 def _detail(exc) -> str:

@@ -187,3 +187,12 @@ def field_choices(schema: dict, collection: str, depth: int = 3, functions: bool
 
     walk(collection, "", 0)
     return found
+
+
+def did_you_mean(name: str, names) -> str:
+    """' Did you mean "Products"? Collection names are case-sensitive.' or ""."""
+    twins = [n for n in names if n != name and n.casefold() == (name or "").casefold()]
+    if not twins:
+        return ""
+    shown = " or ".join(f'"{n}"' for n in twins)
+    return f" Did you mean {shown}? Collection names are case-sensitive."

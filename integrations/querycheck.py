@@ -15,6 +15,7 @@ from integrations.fieldpaths import (
     PathError,
     article,
     describe_relation,
+    did_you_mean,
     fields_of,
     is_to_many,
     key_type,
@@ -53,7 +54,9 @@ def validate(query: Query, schema: dict) -> list[Problem]:
     problems: list[Problem] = []
     if fields_of(schema, query.collection) is None:
         name = query.collection or "(none)"
-        problems.append(Problem("collection", f"{name} is not a collection in this schema"))
+        hint = did_you_mean(name, (schema.get("collections") or {}).keys())
+        message = f"{name} is not a collection in this schema" + (f".{hint}" if hint else "")
+        problems.append(Problem("collection", message))
     else:
         if query.filter is not None:
             _check_group(schema, query.collection, query.filter, "filter", "", problems)

@@ -33,6 +33,7 @@ from console.builder import (
 )
 from integrations import fieldpaths, filters, querycheck
 from integrations.directus import DirectusError
+from integrations.fieldpaths import did_you_mean
 from integrations.models import AuditEvent, DirectusConnection, SavedQuery
 
 _TABLE_ROWS = 200
@@ -321,7 +322,11 @@ def _run(request, context, count_only: bool) -> dict:
             page = client.list_items(query.collection, query.to_params())
         except DirectusError as error:
             _audit_use(request, connection, _use_details(query, count_only, error.status))
-            return {**_error_result(error), "waited_ms": client.rate_limited_ms}
+            result = {**_error_result(error), "waited_ms": client.rate_limited_ms}
+            if error.status == 403:
+                names = ((context["schema"] or {}).get("collections") or {}).keys()
+                result["sentence"] += did_you_mean(query.collection, names)
+            return result
         waited_ms = client.rate_limited_ms
     _audit_use(request, connection, _use_details(query, count_only, page.status))
     if count_only:

@@ -69,7 +69,7 @@ def test_read_token_sees_articles_only_and_leads_is_explained(live_directus):
         'collection "leads": either the collection does not exist or this token may not read it'
         in result[2].summary
     )
-    assert "may not read the schema" in result[2].detail
+    assert "may not read the schema" in result[2].warning
 
 
 def test_bad_token_is_rejected_with_an_explanation(live_directus):
