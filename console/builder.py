@@ -257,6 +257,8 @@ def state_to_query(state: BuilderState, schema: dict | None = None):
             except ValueError as error:
                 problems.append((node.path, str(error)))
                 continue
+            if op in operators.RELATION_OPS and isinstance(value, filters.Group):
+                value = value if value.items else _any_related(schema, state.collection, node)
             index_map[here] = node.path
             items.append(filters.Condition(node.field, op, value))
         return filters.Group(group.logic, tuple(items))
@@ -283,6 +285,21 @@ def state_to_query(state: BuilderState, schema: dict | None = None):
         deep=deep,
     )
     return query, index_map, problems
+
+
+def _any_related(schema, collection, node: ConditionRow) -> filters.Group:
+    """ "Has some" / "has none" with no condition: any related item, `{"id": {"_nnull": true}}`.
+
+    Directus refuses an empty `_none` (`filter[tags][_none]=` is 400: "You can't filter for an
+    empty string"), so the builder names the related key and asks for it to be set.
+    """
+    relation = {}
+    if schema:
+        info = (fieldpaths.fields_of(schema, collection) or {}).get(node.field) or {}
+        relation = info.get("relation") or {}
+    related = ((schema or {}).get("collections") or {}).get(relation.get("collection")) or {}
+    key = related.get("primary_key") or "id"
+    return filters.Group("_and", (filters.Condition(key, "_nnull", True),))
 
 
 def _int_or_text(text: str):
@@ -402,8 +419,10 @@ def annotate(group: GroupRow, schema, collection, problems_by_path, choices):
         ops = (
             fieldpaths.operators_for_field(schema, collection, item.field)
             if schema and item.field
-            else list(operators.OPERATOR_LABELS)
-        ) or list(operators.OPERATOR_LABELS)
+            else []
+        )
+        if not ops and item.field not in known:
+            ops = list(operators.OPERATOR_LABELS)  # no schema, or a field it does not have
         item.type = ftype
         item.known = item.field in known
         item.ops = [(op, operators.OPERATOR_LABELS.get(op, op)) for op in ops]

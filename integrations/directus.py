@@ -26,6 +26,7 @@ _MAX_QUERY_STRING = 6000
 _TRANSIENT_STATUSES = {408, 429, 502, 503, 504}
 _FIELD_RE = re.compile(r'field "([^"]+)" in collection "([^"]+)"')
 _COLLECTION_RE = re.compile(r'collection "([^"]+)"')
+_QUERIED_IN_RE = re.compile(r'Queried in "([^"]+)"')
 _LIMIT_MAX_RE = re.compile(r'"limit" must be less than or equal to (\d+)')
 # Rows re-read at the start of each offset page to check the page still lines up.
 OFFSET_OVERLAP = 8
@@ -769,6 +770,12 @@ def _explain_forbidden(e: DirectusError) -> str:
     elif c and e.method in _WRITE_VERBS:
         why = f"this token may not {_WRITE_VERBS[e.method]} items there, or the collection does not exist"
         subject = f' for collection "{c}"'
+    elif c and (through := _QUERIED_IN_RE.search(e.message)):
+        # A filter or field through a relation: 'Queried in "supplier".' names the hop.
+        subject, why = (
+            f' for collection "{c}" (reached through "{through.group(1)}")',
+            "this token may not read that collection, or it does not exist",
+        )
     elif c:
         subject, why = (
             f' for collection "{c}"',

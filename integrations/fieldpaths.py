@@ -98,13 +98,32 @@ def resolve(schema: dict, collection: str, path: str) -> Target:
             return Target(current, name, info, ftype)
         relation = info.get("relation")
         if not relation:
-            raise PathError(
-                f"{path}: {name} in {current} is {article(ftype)} {ftype} field, not a relation"
-            )
+            raise PathError(_not_a_relation(path, name, current, info))
         if not relation.get("collection"):  # many-to-any: the target depends on the row
             return Target(None)
         current = relation["collection"]
     return Target(None)
+
+
+def _not_a_relation(path, name, current, info) -> str:
+    """Directus hides a relation to a collection the token cannot read: /fields shows the
+    foreign key as a plain column and /relations leaves it out (seen on 12.4)."""
+    ftype = info.get("type")
+    said = f"{path}: {name} in {current} is {article(ftype)} {ftype} field, not a relation"
+    if ftype == "alias" or info.get("special") and set(info["special"]) & _RELATIONAL_SPECIAL:
+        return f"{path}: {name} in {current} is a relation this token cannot read"
+    if ftype in _KEY_TYPES:
+        return (
+            f"{said} as far as this token can see: if it points to another collection, this "
+            "token cannot read that collection (Directus hides such relations from it)"
+        )
+    return said
+
+
+_RELATIONAL_SPECIAL = {"m2o", "o2m", "m2m", "m2a", "files", "file", "translations"}
+_KEY_TYPES = {"integer", "bigInteger", "string", "uuid"}
+# Field pickers walk relations this many hops at most (author.company.name).
+PICKER_DEPTH = 2
 
 
 def article(word: str | None) -> str:
@@ -158,23 +177,27 @@ def operators_for_field(schema: dict, collection: str, path: str) -> list[str]:
         return []
     ftype = target.type or "unknown"
     if ftype == "alias" and not target.function:
-        ops = operators_for_type(key_type(schema, target.info))
-        # Studio offers these through its field list rather than the operator menu; Directus
-        # takes them only on a to-many field of the collection itself.
+        # A to-many field takes _some/_none (Directus 12.4: "_some can only be used with top
+        # level relational alias field"; comparing it directly compares junction ids), or
+        # count(field) as an integer. Nothing else is offered, nested or not.
         direct = len(split_path(path)) == 1
-        return ops + list(RELATION_OPS) if direct and is_to_many(target.info) else ops
+        return list(RELATION_OPS) if direct and is_to_many(target.info) else []
     return operators_for_type(ftype)
 
 
-def field_choices(schema: dict, collection: str, depth: int = 3, functions: bool = False):
+def field_choices(
+    schema: dict, collection: str, depth: int = PICKER_DEPTH, functions: bool = False
+):
     """Selectable `(path, type)` pairs, walking relations up to `depth` hops, for field pickers.
 
-    With `functions=True`, each date field is followed by its function keys (`year(published_at)`)
-    and each to-many field by `count(...)`, typed `integer`.
+    A relation back to a collection already on the path is listed but not walked into, so
+    `supplier.products.supplier.products…` never appears. With `functions=True`, each date
+    field is followed by its function keys (`year(published_at)`) and each to-many field by
+    `count(...)`, typed `integer`.
     """
     found: list[tuple[str, str]] = []
 
-    def walk(name: str, prefix: str, hops: int):
+    def walk(name: str, prefix: str, hops: int, seen: frozenset):
         for field_name, info in (fields_of(schema, name) or {}).items():
             ftype = info.get("type")
             found.append((prefix + field_name, ftype))
@@ -182,10 +205,10 @@ def field_choices(schema: dict, collection: str, depth: int = 3, functions: bool
                 for fn in FUNCTIONS_BY_TYPE.get(ftype, ()):
                     found.append((f"{prefix}{fn}({field_name})", "integer"))
             related = (info.get("relation") or {}).get("collection")
-            if related and hops < depth:
-                walk(related, f"{prefix}{field_name}.", hops + 1)
+            if related and hops < depth and related not in seen:
+                walk(related, f"{prefix}{field_name}.", hops + 1, seen | {related})
 
-    walk(collection, "", 0)
+    walk(collection, "", 0, frozenset({collection}))
     return found
 
 

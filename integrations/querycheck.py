@@ -18,7 +18,6 @@ from integrations.fieldpaths import (
     did_you_mean,
     fields_of,
     is_to_many,
-    key_type,
     resolve,
     split_path,
 )
@@ -165,8 +164,10 @@ def _condition_problem(schema, collection, cond, where, shown_prefix, problems) 
     compared_as = ftype
     label = f"{ftype} field {shown}"
     if ftype == "alias" and not target.function:
-        compared_as = key_type(schema, target.info)
-        label = f"{shown} ({describe_relation(target.info)}, compared by its {compared_as} key)"
+        return (
+            f"{cond.op} is not valid for {shown} ({describe_relation(target.info)}): filter it "
+            f"with _some or _none, or compare count({target.name})"
+        )
     allowed = operators_for_type(compared_as)
     if cond.op not in allowed:
         return f"{cond.op} is not valid for {label} (allowed: {', '.join(allowed)})"

@@ -31,8 +31,10 @@ def test_field_choices_walk_relations_for_the_picker():
     assert choices["status"] == "string"
     assert choices["author.first_name"] == "string"
     assert choices["categories.categories_id.name"] == "string"
-    assert choices["author.articles.author.email"] == "string"
-    assert "author.articles.author.articles.id" not in choices  # three hops is the default
+    assert choices["author.articles"] == "alias"
+    # A relation back to a collection already on the path is listed, never walked into.
+    assert "author.articles.title" not in choices
+    assert "author.articles.author.email" not in choices
 
 
 def test_field_choices_list_each_field_before_its_related_fields():

@@ -48,7 +48,9 @@ def test_it_names_an_unknown_field_on_the_related_collection():
 
 def test_it_refuses_to_step_through_a_field_that_is_not_a_relation():
     assert messages_for("filter[author][company][name][_eq]=Acme") == [
-        "author.company.name: company in authors is a string field, not a relation"
+        "author.company.name: company in authors is a string field, not a relation as far as "
+        "this token can see: if it points to another collection, this token cannot read that "
+        "collection (Directus hides such relations from it)"
     ]
 
 
@@ -266,13 +268,13 @@ def test_problem_paths_point_into_nested_groups():
     ]
 
 
-def test_an_alias_field_compared_directly_uses_its_key_type():
-    assert messages_for("filter[categories][_null]=true") == []
+def test_an_alias_field_takes_only_some_none_or_count():
+    # Directus 12.4 compares a bare alias by junction ids and refuses string operators on it.
     assert messages_for("filter[categories][_contains]=x") == [
-        "_contains is not valid for categories (a many-to-many relation, compared by its integer"
-        " key) (allowed: _eq, _neq, _lt, _lte, _gt, _gte, _between, _nbetween, _null, _nnull, _in,"
-        " _nin)"
+        "_contains is not valid for categories (a many-to-many relation): filter it with _some "
+        "or _none, or compare count(categories)"
     ]
+    assert messages_for("filter[count(categories)][_eq]=0") == []
 
 
 def test_it_refuses_a_function_that_does_not_apply_to_the_field():
