@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from integrations import http, mapping, sources
+from integrations import drift, http, mapping, sources
 from integrations.directus import DirectusError
 from integrations.engine import LeaseLost, Slice, lease_seconds
 from integrations.models import ClayDestination, RowResult, Sync, SyncRun
@@ -141,6 +141,10 @@ def _check_runnable(sync, trigger):
             raise SyncError(
                 f'The template "{sync.template.name}" has problems: {problems}'
             ) from None
+    # The schema may have moved under the sync since it was set up: refuse before sending.
+    changed = drift.refusal(sync)
+    if changed:
+        raise SyncError(changed)
 
 
 def _count(sync, since) -> int | None:

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from console.access import operator_required, viewer_required
 from console.forms import SyncForm
 from console.views.runs import with_durations
+from integrations import drift
 from integrations import sync as engine
 from integrations.models import RunDailyStat, Sync, SyncRun
 
@@ -42,9 +43,11 @@ def _syncs():
 @viewer_required
 def syncs(request):
     items = list(_syncs())
+    drifted = drift.drifted(items)
     for item in items:
         item.schedule_words, item.schedule_error = describe(item.schedule)
         item.last_run_label = _status_label(item.last_run_status)
+        item.drift = drifted.get(item.pk, [])
     return render(request, "syncs/list.html", {"syncs": items})
 
 
