@@ -118,13 +118,20 @@ def refusal(sync) -> str:
     )
 
 
-def drifted(syncs) -> dict:
-    """{sync id: [Drift]} for syncs whose cached schema no longer fits them (no call out)."""
+def drifted(syncs, schemas: dict | None = None) -> dict:
+    """{sync id: [Drift]} for syncs whose cached schema no longer fits them (no call out).
+
+    `schemas` ({connection id: schema}) saves loading each connection's schema once per sync.
+    """
     out = {}
     for sync in syncs:
         if sync.saved_query_id is None:
             continue
-        found = check(sync, sync.saved_query.connection.schema)
+        if schemas is not None:
+            schema = schemas.get(sync.saved_query.connection_id)
+        else:
+            schema = sync.saved_query.connection.schema
+        found = check(sync, schema)
         if found:
             out[sync.pk] = found
     return out
