@@ -203,6 +203,20 @@ def coerce(text: str, field_type: str | None):
     return text
 
 
+def list_value(text: str, field_type: str | None) -> list:
+    """`a, b` -> ["a", "b"]; a JSON array keeps items that hold commas as they are:
+    `["red, white & blue", "green"]` -> ["red, white & blue", "green"]."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            items = jsontext.loads(stripped)
+        except ValueError:
+            items = None
+        if isinstance(items, list):
+            return [coerce(v, field_type) if isinstance(v, str) else v for v in items]
+    return [coerce(part.strip(), field_type) for part in text.split(",") if part.strip()]
+
+
 def condition_value(row: ConditionRow, field_type: str | None):
     """The model value of one condition row; raises ValueError with a sentence."""
     op = row.op
@@ -211,7 +225,7 @@ def condition_value(row: ConditionRow, field_type: str | None):
     if op in operators.PAIR_OPS:
         return [coerce(row.value.strip(), field_type), coerce(row.value2.strip(), field_type)]
     if op in operators.LIST_OPS:
-        return [coerce(part.strip(), field_type) for part in row.value.split(",") if part.strip()]
+        return list_value(row.value, field_type)
     if op in operators.RELATION_OPS:
         try:
             return filters.filter_from_json(row.value) or filters.Group("_and", ())
@@ -349,7 +363,10 @@ def _value_text(cond: filters.Condition) -> str:
     if cond.op in operators.RELATION_OPS and isinstance(cond.value, filters.Group):
         return json.dumps(filters.filter_to_json(cond.value) or {})
     if cond.op in operators.LIST_OPS and isinstance(cond.value, list):
-        return ",".join(as_text(v) for v in cond.value)
+        texts = [as_text(v) for v in cond.value]
+        if any("," in t for t in texts):  # a comma inside an item: show the items as JSON
+            return json.dumps(cond.value, ensure_ascii=False)
+        return ",".join(texts)
     return as_text(cond.value)
 
 

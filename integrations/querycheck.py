@@ -84,6 +84,67 @@ def validate(query: Query, schema: dict) -> list[Problem]:
     return problems
 
 
+# Directus reads these texts as null/true/false in both query syntaxes for equality and list
+# operators (12.4: `label _eq "null"` matches no item labelled "null"), and its insensitive
+# pattern operators then fail with 500 (`_icontains "null"`: "Cannot read properties of
+# null"). The case-sensitive pattern operators keep them as text.
+_COERCED_TEXTS = ("null", "true", "false")
+_COERCING_OPS = frozenset({"_eq", "_neq", "_in", "_nin"})
+_TEXT_TYPES = frozenset({"string", "text", "csv", "hash", "uuid"})
+
+
+def warnings(query: Query, schema: dict) -> list[Problem]:
+    """What Directus would take but read differently from what was typed: a text value of
+    "null", "true" or "false" on a text field (see _COERCED_TEXTS)."""
+    found: list[Problem] = []
+    if query.filter is not None and fields_of(schema, query.collection) is not None:
+        _coerced(schema, query.collection, query.filter, "filter", "", found)
+    return found
+
+
+def _coerced(schema, collection, group, where, prefix, found):
+    for index, item in enumerate(group.items):
+        here = f"{where}.{index}"
+        if isinstance(item, Group):
+            _coerced(schema, collection, item, here, prefix, found)
+            continue
+        try:
+            target = resolve(schema, collection, item.field)
+        except PathError:
+            continue
+        if item.op in RELATION_OPS and isinstance(item.value, Group):
+            related = (target.info.get("relation") or {}).get("collection")
+            if related:
+                _coerced(schema, related, item.value, here, f"{prefix}{item.field}.", found)
+            continue
+        if target.type not in _TEXT_TYPES or target.function:
+            continue
+        values = item.value if isinstance(item.value, list) else [item.value]
+        texts = [v for v in values if isinstance(v, str) and v in _COERCED_TEXTS]
+        if not texts:
+            continue
+        shown, text = f"{prefix}{item.field}", texts[0]
+        if item.op in _COERCING_OPS:
+            found.append(
+                Problem(
+                    here,
+                    f'{shown} {item.op} "{text}": Directus reads the text "{text}" as {text} '
+                    "(in the URL and in JSON alike), so this matches something else. To match "
+                    f'the text, use _starts_with "{text}" together with _ends_with "{text}" '
+                    "(those keep it as text), or filter by the item's id.",
+                )
+            )
+        elif item.op.startswith(("_i", "_ni")) and item.op in PATTERN_OPS:
+            plain = item.op.replace("_ni", "_n").replace("_i", "_")
+            found.append(
+                Problem(
+                    here,
+                    f'{shown} {item.op} "{text}": Directus reads the text as {text} and fails '
+                    f"(500) on it; use {plain}, which keeps it as text.",
+                )
+            )
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -211,8 +272,10 @@ def _value_problem(op, value, ftype, shown, info) -> str | None:
 
 
 def _scalar_problem(op, value, ftype, shown, info) -> str | None:
-    # Directus reads these texts as JSON literals anywhere in a filter (parseFilter's deepMap).
-    if isinstance(value, str):
+    # Directus reads these texts as JSON literals in a filter (parseFilter's deepMap), except
+    # for its case-sensitive pattern operators, which keep them as text (seen on 12.4).
+    keeps_text = op in PATTERN_OPS and not op.startswith(("_i", "_ni"))
+    if isinstance(value, str) and not keeps_text:
         value = {"true": True, "false": False, "null": None, "NULL": None}.get(value, value)
     if value is None:
         return None if op in ("_eq", "_neq") else f"{op} on {shown} needs a value"

@@ -178,9 +178,17 @@ def _build(request, state: BuilderState, action: str = "", refresh: bool = False
         else:
             general.append(problem.message)
 
+    warnings = querycheck.warnings(query, schema) if schema and state.collection else []
+    warn_by_node: dict[str, list[str]] = {}
+    for warning in warnings:
+        warn_by_node.setdefault(node_for(warning.path, index_map) or "", []).append(
+            warning.message
+        )
+
     collections = _visible_collections(schema, state.show_system)
     choices = fieldpaths.field_choices(schema, state.collection, functions=True) if schema else []
     annotate(state.root, schema, state.collection, by_node, choices)
+    _attach_warnings(state.root, warn_by_node)
     plain = [(p, t) for p, t in choices if "(" not in p]
     to_many = {p for p, t in plain if t == "alias"}
     sortable = [
@@ -207,6 +215,7 @@ def _build(request, state: BuilderState, action: str = "", refresh: bool = False
         "sort_choices_paths": {p for p, _ in sortable},
         "query": query,
         "problems": [p.message for p in problems],
+        "warnings": [w.message for w in warnings],
         "general_problems": general,
         "paste_error": paste_error[:500],
         "paste_cut": paste_cut,
@@ -218,6 +227,15 @@ def _build(request, state: BuilderState, action: str = "", refresh: bool = False
         "meta_choices": ["filter_count", "total_count"],
         "logic_choices": [("_and", "All of (AND)"), ("_or", "Any of (OR)")],
     }
+
+
+def _attach_warnings(group, warn_by_node):
+    """Each condition row gets the warnings about it (shown under the row, never blocking)."""
+    for item in group.items:
+        if item.is_group:
+            _attach_warnings(item, warn_by_node)
+        else:
+            item.warnings = warn_by_node.get(item.path, [])
 
 
 def _render(request, context, status=200):

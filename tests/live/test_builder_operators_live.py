@@ -4,8 +4,14 @@ to a string-keyed collection and an m2m through a junction. Each one is sent."""
 
 import pytest
 
-from console.builder import BuilderState, ConditionRow, GroupRow, state_to_query
-from integrations import fieldpaths, http
+from console.builder import (
+    BuilderState,
+    ConditionRow,
+    GroupRow,
+    state_from_query,
+    state_to_query,
+)
+from integrations import fieldpaths, http, querycheck
 from integrations.directus import DirectusClient, DirectusError
 from integrations.querycheck import validate
 from integrations.schema import fetch_schema
@@ -129,3 +135,51 @@ def test_a_relation_the_token_cannot_read_is_explained_as_such(live_directus, ca
             narrow.list_items(catalog.products, query.to_params())
     assert f'"{catalog.suppliers}"' in refused.value.explain()
     assert 'reached through "supplier"' in refused.value.explain()
+
+
+# -- values Directus coerces, lists with commas (point 3) ----------------------------------
+
+
+def test_a_filter_on_the_text_null_warns_because_directus_matches_something_else(
+    admin, schema, catalog
+):
+    for text in ("null", "true", "false"):
+        query = built(schema, catalog.products, ConditionRow("label", "_eq", text))
+        [warning] = querycheck.warnings(query, schema)
+        assert f'label _eq "{text}": Directus reads the text "{text}" as {text}' in (
+            warning.message
+        )
+        # What the warning is about: Directus does not match the item labelled so.
+        assert count(admin, query) == 0
+        # The way out it names keeps the text.
+        way_out = built(
+            schema,
+            catalog.products,
+            ConditionRow("label", "_starts_with", text),
+            ConditionRow("label", "_ends_with", text),
+        )
+        assert querycheck.warnings(way_out, schema) == []
+        assert count(admin, way_out) == 1
+    plain = built(schema, catalog.products, ConditionRow("label", "_eq", "plain"))
+    assert querycheck.warnings(plain, schema) == [] and count(admin, plain) == 1
+
+
+def test_a_comma_value_typed_into_in_as_a_json_list_matches_in_every_rendering(
+    admin, schema, catalog
+):
+    row = ConditionRow("label", "_in", '["red, white & blue", "plain"]')
+    query = built(schema, catalog.products, row)
+    assert query.filter.items[0].value == ["red, white & blue", "plain"]
+    # URL / Clay rows: indexed keys, one item each.
+    assert ("filter[label][_in][0]", "red, white & blue") in query.to_params()
+    assert count(admin, query) == 2
+    # The JSON filter form, and the body of a SEARCH.
+    json_params = query.with_(limit=0, meta=("filter_count",)).to_json_params()
+    assert admin.list_items(catalog.products, json_params).meta["filter_count"] == 2
+    searched = admin.search_items(
+        catalog.products, {"filter": query.filter_json(), "limit": 0, "meta": ["filter_count"]}
+    )
+    assert searched.meta["filter_count"] == 2
+    # Read back into the builder, the list shows as JSON again (a comma list would split it).
+    state = state_from_query(query)
+    assert state.root.items[0].value == '["red, white & blue", "plain"]'
