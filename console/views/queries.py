@@ -46,6 +46,11 @@ _WHAT_TO_CHECK = {
     429: "Wait a moment and send again.",
 }
 
+# Cells longer than this (or with more lines) show their start and "show all".
+CELL_CHARS = 300
+CELL_LINES = 6
+# Directus answers at most this many items of a nested list unless deep[field][_limit] says.
+NESTED_DEFAULT_LIMIT = 100
 # Seconds a test request or count waits out Directus's rate limiter (429) before it fails.
 RATE_LIMIT_WAIT = 5.0
 # The most of a paste the page sends back: a megabyte pasted is not a megabyte echoed.
@@ -80,19 +85,47 @@ def _flatten_item(item: dict, prefix: str = "") -> dict:
 
 
 def _cell(value, nested: bool) -> dict:
+    """What a table cell shows. `""`, `[]`, `{}` and null are shown as such (muted), so they
+    are told apart from each other and from a field that is not in the item (blank)."""
     if value is _MISSING:
         return {"text": "", "muted": True}
     if value is None:
-        return {"text": "null", "muted": True}
+        return {"text": "null", "muted": True, "kind": "null"}
+    if value == "" or value == [] or value == {}:
+        return {"text": json.dumps(value), "muted": True, "kind": "empty"}
     if isinstance(value, list):
-        if value and all(isinstance(v, dict) for v in value) and not nested:
+        if all(isinstance(v, dict) for v in value) and not nested:
             return {"table": item_table(value, nested=True)}
         if all(not isinstance(v, dict | list) for v in value):
-            return {"text": ", ".join(as_text(v) for v in value)}
-        return {"text": json.dumps(value, ensure_ascii=False)}
+            return _clipped(", ".join(as_text(v) for v in value))
+        return _clipped(json.dumps(value, ensure_ascii=False))
     if isinstance(value, dict):
-        return {"text": json.dumps(value, ensure_ascii=False)}
-    return {"text": as_text(value)}
+        return _clipped(json.dumps(value, ensure_ascii=False))
+    return _clipped(as_text(value))
+
+
+def _clipped(text: str) -> dict:
+    """A long text shows its start, with "show all" for the rest (the raw JSON has it all)."""
+    if len(text) <= CELL_CHARS and text.count("\n") < CELL_LINES:
+        return {"text": text}
+    head = "\n".join(text[:CELL_CHARS].split("\n")[:CELL_LINES])
+    return {"text": text, "head": head, "length": len(text)}
+
+
+def nested_limit_hits(items: list, deep: dict) -> list[str]:
+    """Fields whose list came back with exactly Directus's default nested limit (100) in some
+    item, with no `deep` limit set for them: the list is probably cut."""
+    hits = []
+    for item in items:
+        for key, value in item.items() if isinstance(item, dict) else ():
+            if (
+                isinstance(value, list)
+                and len(value) == NESTED_DEFAULT_LIMIT
+                and "_limit" not in ((deep or {}).get(key) or {})
+                and key not in hits
+            ):
+                hits.append(key)
+    return hits
 
 
 def curl_command(url: str) -> str:
@@ -156,6 +189,8 @@ def _build(request, state: BuilderState, action: str = "", refresh: bool = False
     elif state.was_collection and state.collection != state.was_collection:
         # Another collection: the old conditions and fields mean nothing there.
         state.root, state.fields, state.sorts, state.deep = GroupRow(), "", [], ""
+    elif action.startswith("deep-limit:"):
+        state.deep = _with_deep_limit(state.deep, action.removeprefix("deep-limit:"))
     else:
         apply_action(state, action)
     if state.collection and not state.root.items:
@@ -227,6 +262,19 @@ def _build(request, state: BuilderState, action: str = "", refresh: bool = False
         "meta_choices": ["filter_count", "total_count"],
         "logic_choices": [("_and", "All of (AND)"), ("_or", "Any of (OR)")],
     }
+
+
+def _with_deep_limit(deep_text: str, field: str) -> str:
+    """The deep JSON with `{field: {"_limit": -1}}` merged in (all nested items)."""
+    try:
+        deep = json.loads(deep_text) if deep_text.strip() else {}
+    except ValueError:
+        return deep_text  # leave a broken deep alone: the builder says what is wrong with it
+    if not isinstance(deep, dict) or not field:
+        return deep_text
+    node = deep.get(field) if isinstance(deep.get(field), dict) else {}
+    deep[field] = {**node, "_limit": -1}
+    return json.dumps(deep)
 
 
 def _attach_warnings(group, warn_by_node):
@@ -363,6 +411,7 @@ def _run(request, context, count_only: bool) -> dict:
         "meta": page.meta,
         "count": len(page.data),
         "table": item_table(page.data[:_TABLE_ROWS]),
+        "cut_lists": nested_limit_hits(page.data, query.deep),
         "truncated": len(page.data) > _TABLE_ROWS,
         "raw": json.dumps(
             {"data": page.data, **({"meta": page.meta} if page.meta else {})},

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from console.views import queries
-from console.views.queries import item_table
+from console.views.queries import _with_deep_limit, item_table, nested_limit_hits
 from integrations import filters
 from integrations.directus import DirectusError, ItemsPage
 from integrations.models import AuditEvent, DirectusConnection, SavedQuery, Secret
@@ -82,10 +82,41 @@ def test_nested_items_become_readable_columns_and_small_tables():
         "author",
     ]
     first, second = table["rows"]
-    assert first[1] == {"text": "Ada"} and first[2] == {"text": "null", "muted": True}
+    null = {"text": "null", "muted": True, "kind": "null"}
+    assert first[1] == {"text": "Ada"} and first[2] == null
     assert first[3]["table"]["columns"] == ["categories_id.name"]
     assert first[4] == {"text": "a, b"}
-    assert second[5] == {"text": "null", "muted": True} and second[1]["muted"]
+    assert second[5] == null and second[1]["muted"]
+    assert second[3] == {"text": "[]", "muted": True, "kind": "empty"}
+
+
+def test_empty_text_an_empty_list_and_null_are_told_apart():
+    text, listed, nothing = _one(""), _one([]), _one(None)
+    assert text["text"] == '""' and listed["text"] == "[]" and nothing["text"] == "null"
+    missing = item_table([{"a": 1}, {}])["rows"][1][0]
+    assert missing == {"text": "", "muted": True}
+
+
+def _one(value):
+    return item_table([{"v": value}])["rows"][0][0]
+
+
+def test_a_long_text_is_clipped_with_its_length_and_kept_whole_for_show_all():
+    long = "  indented\tline\n" * 10_000
+    cell = _one(long)
+    assert cell["text"] == long and cell["length"] == len(long)
+    assert len(cell["head"]) <= 300 and cell["head"].startswith("  indented\tline")
+    assert "head" not in _one("short text")
+
+
+def test_a_nested_list_of_exactly_the_default_limit_is_flagged_unless_deep_limits_it():
+    items = [{"id": 1, "products": [{"id": n} for n in range(100)], "tags": [1]}]
+    assert nested_limit_hits(items, {}) == ["products"]
+    assert nested_limit_hits(items, {"products": {"_limit": 200}}) == []
+    assert _with_deep_limit("", "products") == '{"products": {"_limit": -1}}'
+    assert _with_deep_limit('{"products": {"_sort": "id"}}', "products") == (
+        '{"products": {"_sort": "id", "_limit": -1}}'
+    )
 
 
 # -- who may do what -----------------------------------------------------------------------
