@@ -69,6 +69,7 @@ def sync_detail(request, pk):
             "schedule_error": error,
             "runs": runs,
             "chart": chart(daily_rows(sync)),
+            "drift": drift.drifted([sync]).get(sync.pk, []),
         },
     )
 

@@ -124,3 +124,13 @@ def test_a_scheduled_sync_that_did_not_run_when_due_is_late(viewer_client):
 def test_signed_out_visitors_are_sent_to_sign_in(client):
     response = client.get(reverse("console:home"))
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_the_syncs_list_and_the_sync_page_flag_drift_with_the_field(viewer_client):
+    _, _, fine, drifted = make_world()
+    listing = viewer_client.get(reverse("console:syncs")).content.decode()
+    assert listing.count("schema drift: headline") == 1
+    page = viewer_client.get(reverse("console:sync-detail", args=[drifted.pk])).content.decode()
+    assert 'id="schema-drift"' in page and "headline" in page
+    page = viewer_client.get(reverse("console:sync-detail", args=[fine.pk])).content.decode()
+    assert 'id="schema-drift"' not in page
