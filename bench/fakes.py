@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 DROP = "drop"
+# Store the row, then drop the connection before answering: the sender cannot know it arrived.
+STORE_DROP = "store_drop"
 REASONS = {
     200: "OK",
     204: "No Content",
@@ -149,13 +151,28 @@ class FakeSink(LoopbackServer):
 
     `script` maps a row key to the answers for its successive attempts, e.g.
     {"7": [500, "ok"], "9": [400], "11": [(429, 1)], "13": ["drop", "ok"], "15": [("slow", 2)]};
-    attempts past the list are answered "ok". `delay` slows every answer (seconds);
-    `token` makes it require x-clay-webhook-auth.
+    attempts past the list are answered "ok"; "store_drop" keeps the row, then drops the
+    connection before answering. `delay` slows every answer (seconds); `token` makes it
+    require x-clay-webhook-auth (401 otherwise); `cap` is the webhook's lifetime limit: past
+    that many stored rows it answers 403 naming `webhook_limit_reached`; `gone` answers 404
+    to everything (a deleted webhook).
     """
 
-    def __init__(self, *, key_field="id", script=None, delay=0.0, token=None, record_times=False):
+    def __init__(
+        self,
+        *,
+        key_field="id",
+        script=None,
+        delay=0.0,
+        token=None,
+        record_times=False,
+        cap=None,
+        gone=False,
+    ):
         super().__init__()
         self.key_field = key_field
+        self.cap = cap
+        self.gone = gone
         self.script = {str(k): list(v) for k, v in (script or {}).items()}
         self.delay = delay
         self.token = token
@@ -169,6 +186,11 @@ class FakeSink(LoopbackServer):
         self.bodies = []
         self.keep_bodies = False
         self.headers_seen = []
+        self.requests = 0  # every POST, whatever it was answered
+        self.refused = Counter()  # status -> requests answered 401/403/404 for the webhook
+        self.stored = 0  # rows kept (2xx or stored-then-dropped), what the cap counts
+        self.idempotency = {}  # row key -> set of Idempotency-Key values seen
+        self.dropped_after_store = Counter()  # row key -> rows stored, then the answer dropped
 
     @property
     def total_received(self):
@@ -198,14 +220,27 @@ class FakeSink(LoopbackServer):
             return json_answer(200, {"ok": True})
         if method != "POST":
             return json_answer(405, {"error": "POST only"})
+        self.requests += 1
+        if self.gone:
+            self.refused[404] += 1
+            return json_answer(404, {"error": "Not Found"})
         if self.token is not None and headers.get("x-clay-webhook-auth") != self.token:
+            self.refused[401] += 1
             return json_answer(401, {"error": "Unauthorized"})
+        if self.cap is not None and self.stored >= self.cap:
+            self.refused[403] += 1
+            return json_answer(
+                403,
+                {"error": "webhook_limit_reached", "message": "This webhook reached its limit."},
+            )
         try:
             row = json.loads(body)
             key = str(row.get(self.key_field)) if isinstance(row, dict) else ""
         except ValueError:
             return json_answer(400, {"error": "Invalid JSON"})
         self.received[key] += 1
+        if "idempotency-key" in headers:
+            self.idempotency.setdefault(key, set()).add(headers["idempotency-key"])
         if self.record_times:
             self.times.append(time.monotonic())
         if self.keep_bodies:
@@ -217,12 +252,19 @@ class FakeSink(LoopbackServer):
             await asyncio.sleep(self.delay)
         if action == "ok":
             self.accepted[key] += 1
+            self.stored += 1
             return json_answer(200, {"status": "success"})
         if action == DROP:
+            return DROP
+        if action == STORE_DROP:
+            self.accepted[key] += 1
+            self.stored += 1
+            self.dropped_after_store[key] += 1
             return DROP
         if isinstance(action, list | tuple) and action[0] == "slow":
             await asyncio.sleep(action[1])
             self.accepted[key] += 1
+            self.stored += 1
             return json_answer(200, {"status": "success"})
         if isinstance(action, list | tuple):  # (status, retry_after)
             status, retry_after = action

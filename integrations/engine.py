@@ -35,10 +35,10 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations import bulk, clay, http, mapping, roundtrip, sources
+from integrations import bulk, causes, clay, http, mapping, notify, roundtrip, sources
 from integrations.directus import DirectusError
-from integrations.models import ClayDestination, RowResult, RunDailyStat, SyncRowState, SyncRun
-from integrations.sender import UNSENT, Job, RowOutcome, SenderProcess, backoff, excerpt
+from integrations.models import RowResult, RunDailyStat, SyncRowState, SyncRun, WebhookState
+from integrations.sender import HELD, UNSENT, Job, RowOutcome, SenderProcess, backoff, excerpt
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,19 @@ RESULT_FIELDS = [
     "resent",
     "request_excerpt",
     "response_excerpt",
+    "possibly_duplicated",
+    "label",
+    "attempt_log",
 ]
+# A webhook's state → the HALT_* reason that stops sending to it.
+HALT_OF_STATE = {
+    WebhookState.AUTH_REJECTED: clay.HALT_AUTH,
+    WebhookState.NOT_FOUND: clay.HALT_NOT_FOUND,
+    WebhookState.FULL: clay.HALT_FULL,
+}
+STATE_OF_HALT = {halt: state for state, halt in HALT_OF_STATE.items()}
+# How often progress (rows answered, not yet recorded) is written for the run page.
+PROGRESS_SECONDS = 1.0
 
 
 def lease_seconds() -> float:
@@ -99,6 +111,7 @@ class Window:
     pending: int = 0
     submitted: int = 0  # jobs[:submitted] were handed to the sender
     unsent: list = field(default_factory=list)  # Jobs handed back at the deadline (carried)
+    labels: dict = field(default_factory=dict)  # row key -> the sync's label field value
     carried: bool = False  # the window of rows an earlier slice handed back
     queued_at: object = field(default_factory=timezone.now)  # issue 6: the trace's "queued"
 
@@ -155,8 +168,7 @@ class Slice:
         # Rows an earlier slice handed back unsent: [key, body, hash, resent, attempts].
         # A carried row that was in flight when its slice died may have gone out: flagged.
         self.carry = [
-            Job(-1, key, body, digest, resent or key in self.possibly_sent, attempts)
-            for key, body, digest, resent, attempts in checkpoint.get("carry", [])
+            _uncarried(entry, self.possibly_sent) for entry in checkpoint.get("carry", [])
         ]
         self.waited = checkpoint.get("waited", "")
         self.already_recorded = (
@@ -191,6 +203,15 @@ class Slice:
         if checkpoint.get("waiting") == "redis":  # an earlier slice was waiting: still counts
             waited_for = max(0.0, time.time() - checkpoint.get("waiting_since", time.time()))
             self.redis_down_since = time.monotonic() - waited_for
+        self.causes = dict(run.causes or {})
+        self.answered_shown = checkpoint.get("answered", 0)
+        self.last_progress = time.monotonic()
+        # The pool's first webhook that is not full; a rejected token or a gone URL stops.
+        self.webhook, broken = self.destination.current_webhook()
+        self.halt_seen = ""  # the HALT_* this slice acted on
+        self.rolling_over = False  # the webhook filled up: hand rows to the next slice
+        if broken is not None:
+            self._drain_for(HALT_OF_STATE.get(broken.state, clay.HALT_FULL), broken)
         if run.cancel_requested:
             self._cancel()
 
@@ -228,6 +249,7 @@ class Slice:
             window = Window(self.next_id, self._recorded_cursor(), carried=True)
             self.next_id += 1
             window.jobs = [_moved(job, window.id) for job in self.carry]
+            window.labels = {job.key: job.label for job in self.carry}
             self.carry = []
             self._dispatch(window)
         while True:
@@ -352,6 +374,8 @@ class Slice:
         pk, sync = self.sync.row_key, self.sync
         items = [(sources.key_of(item, pk), item) for item in page.items]
         items = [(key, item) for key, item in items if key not in self.already_recorded]
+        if sync.label_field:
+            window.labels = {key: label_of(item, sync.label_field) for key, item in items}
         if getattr(page, "rescanned", False):
             items = self._not_yet_recorded(items)
         if self._incremental():
@@ -432,29 +456,35 @@ class Slice:
                     )
                 )
             else:
+                row_id = value.get(roundtrip.ROW_ID_FIELD, "") if isinstance(value, dict) else ""
                 window.jobs.append(
-                    Job(window.id, key, body, digest, resent=key in self.possibly_sent)
+                    Job(
+                        window.id,
+                        key,
+                        body,
+                        digest,
+                        resent=key in self.possibly_sent,
+                        idempotency=clay.idempotency_key(row_id or f"{sync.pk}:{key}", digest),
+                        label=window.labels.get(key, ""),
+                    )
                 )
         if window.jobs:
             self._hold_to_cap(window)
         return window
 
     def _hold_to_cap(self, window):
-        """Send no row past Clay's lifetime cap: the rest of the run is skipped with a reason."""
-        used = (
-            ClayDestination.objects.filter(pk=self.destination.pk)
-            .values_list("submissions_count", flat=True)
-            .first()
-            or 0
-        )
+        """Send no row past what the pool's webhooks have left: the rest is skipped, with why."""
+        left = self.destination.pool_remaining()
         in_flight = sum(len(w.jobs) for w in self.windows)
-        room = max(0, ClayDestination.SUBMISSION_CAP - used - in_flight)
+        room = max(0, left - in_flight)
         if len(window.jobs) <= room:
             return
+        webhooks = len(self.destination.webhooks())
         message = (
-            f"Stopped before Clay's limit of {ClayDestination.SUBMISSION_CAP:,} submissions for "
-            f'destination "{self.destination.name}" ({used:,} used): the webhook would refuse more. '
-            "Create a new webhook source in Clay and a new destination for it."
+            f"Stopped before Clay's limit of {self.destination.SUBMISSION_CAP:,} submissions per "
+            f'webhook: destination "{self.destination.name}" has {left:,} left on its '
+            f"{webhooks} webhook{'s' if webhooks != 1 else ''}, and they would refuse more. "
+            "Create a new webhook on the same Clay table and add it to the destination's pool."
         )
         over, window.jobs = window.jobs[room:], window.jobs[:room]
         window.outcomes += [
@@ -485,6 +515,16 @@ class Slice:
         self.by_id[window.id] = window
         with self.results.lock:
             window.pending = len(window.jobs)
+        if window.jobs and (self.finishing or self.halt_seen):
+            # Read before sending stopped (a halt while it was read): carried or skipped.
+            if self.drain and not self.finishing:
+                self._take_back(*self.drain)
+            else:
+                with self.results.lock:
+                    window.unsent += window.jobs
+                    window.jobs, window.pending = [], 0
+            self.results.finished.put(window.id)
+            return
         if window.jobs:
             self._sender()
             self._grant()
@@ -563,15 +603,18 @@ class Slice:
                         error_code=code,
                         error_message=message,
                         payload_hash=j.payload_hash,
+                        attempts=j.attempts,
+                        attempt_log=list(j.log),
                     )
                     for j in kept
                 ]
 
     def _sender(self) -> SenderProcess:
         if self.sender is None:
-            token = self.destination.auth_token.reveal() if self.destination.auth_token_id else None
+            webhook = self.webhook
+            token = webhook.auth_token.reveal() if webhook.auth_token_id else None
             post = http.WebhookPost(
-                self.destination.webhook_url.reveal(),
+                webhook.webhook_url.reveal(),
                 clay.headers_for(token),
                 timeout=settings.KILN_OUTBOUND_TIMEOUT,
             )
@@ -581,6 +624,7 @@ class Slice:
                 concurrency=max(1, self.sync.concurrency),
                 stop=self.stop,
                 results=self.results,
+                cap_room=webhook.SUBMISSION_CAP - webhook.submissions_count,
             )
         return self.sender
 
@@ -610,10 +654,24 @@ class Slice:
     def _control_once(self, now):
         if cancel_requested(self.run.pk, self.worker_id) and not self.cancelled:
             self._cancel()
+        self._check_halt()
+        if not self.halt_seen and self.webhook is not None and self.sender is not None:
+            # Another worker may have found the webhook unusable: every worker stops at once.
+            state = (
+                type(self.webhook)
+                .objects.filter(pk=self.webhook.pk)
+                .values_list("state", flat=True)
+                .first()
+            )
+            if state:
+                self._on_halt(HALT_OF_STATE.get(state, clay.HALT_FULL), ours=False)
         self._note_redis((self.sender.waiting if self.sender else "") == "redis")
-        if self.waiting != self.shown_waiting:
+        answered = self._answered()
+        if self.waiting != self.shown_waiting or (
+            answered != self.answered_shown and now - self.last_progress >= PROGRESS_SECONDS
+        ):
             self._write_checkpoint()
-            self.last_heartbeat = now
+            self.last_heartbeat = self.last_progress = now
         elif now - self.last_heartbeat >= heartbeat_seconds():
             self._owned().update(
                 lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds())
@@ -632,6 +690,60 @@ class Slice:
         seconds = time.monotonic() - since
         at = timezone.now().strftime("%H:%M:%S")
         self.waited = f"Waited {seconds:.0f} s for {what} (until {at} UTC); nothing was lost."
+
+    # -- a webhook that cannot take rows ------------------------------------------------------
+
+    def _check_halt(self):
+        """Act on the sender's word that the webhook refused (token, URL, cap), once."""
+        if not self.halt_seen and self.sender is not None and self.sender.halted:
+            self._on_halt(self.sender.halted, ours=True)
+
+    def _on_halt(self, why: str, *, ours: bool):
+        self.halt_seen = why
+        if self.sender is not None:
+            self.sender.halt(why)  # rows it still has come back HELD, unsent
+        if ours:
+            self._db(self._mark_webhook, why)
+        self.destination.refresh_from_db(fields=["state", "state_detail", "submissions_count"])
+        if why == clay.HALT_FULL:
+            following, broken = self.destination.current_webhook()
+            if following is not None and following != self.webhook:
+                # Roll over: end this slice; its unsent rows go first to the next webhook.
+                self.rolling_over = True
+                self.deadline = time.monotonic()
+                self._wrap_up()
+                return
+            self._drain_for(HALT_OF_STATE.get(broken.state, why) if broken else why, broken)
+        else:
+            self._drain_for(why, self.webhook)
+        self._take_back(*self.drain)
+        for window in self.windows:
+            if window.done:
+                self.results.finished.put(window.id)
+
+    def _mark_webhook(self, why: str):
+        webhook = self.webhook
+        if webhook.mark(STATE_OF_HALT[why], clay.HALT_SENTENCES[why]):
+            notify.webhook_state(self.destination, webhook, why)
+
+    def _drain_for(self, why: str, webhook):
+        """Nothing more is sent this run: the rows left are skipped with one sentence."""
+        self.halt_seen = why
+        message = clay.HALT_SENTENCES[why]
+        if why == clay.HALT_FULL:
+            message = (
+                "Every webhook of this destination is full: Clay refuses more rows. Create a new "
+                "webhook on the same Clay table and add it to the destination's pool."
+            )
+        elif webhook is not None and webhook is not self.destination:
+            message = f"{webhook.label.capitalize()} of the pool: {message}"
+        self.drain = (clay.HALT_CODES[why], message)
+        self.failure = message
+
+    def _answered(self) -> int:
+        """Rows with an outcome not yet recorded (they are recorded a window at a time)."""
+        with self.results.lock:
+            return sum(len(w.outcomes) for w in self.windows)
 
     def _cancel(self):
         self.cancelled = True
@@ -715,6 +827,10 @@ class Slice:
         sending = self.results.submitted - self.results.returned
         if sending > 0:
             checkpoint["sending"] = sending
+        answered = self._answered()
+        self.answered_shown = answered
+        if answered:
+            checkpoint["answered"] = answered
         if self._incremental():
             checkpoint.update(boundary=self.boundary, at_mark=self.at_mark, cap=self.cap)
         return checkpoint
@@ -728,21 +844,30 @@ class Slice:
     def _flush(self, window: Window, upcoming: Window | None = None):
         self.by_id.pop(window.id, None)
         now = timezone.now()
+        self._check_halt()
         unsent_keys = set()
         for o in window.outcomes:
-            if o.status == UNSENT:  # handed back at the deadline: carried, not recorded
-                job = next(j for j in window.jobs if j.key == o.key)
-                window.unsent.append(_moved(job, -1, attempts=o.attempts))
+            if o.status == HELD and not self.rolling_over:  # nowhere to send it: skipped
+                code, message = self.drain or (clay.HALT_CODES[o.halt], clay.HALT_SENTENCES[o.halt])
+                o.status, o.error_code, o.error_message = Status.SKIPPED, code, message
+                o.request_excerpt = excerpt(_job_of(window, o.key).body)
+            elif o.status in (UNSENT, HELD):  # handed back: carried to the next slice, unrecorded
+                job = _job_of(window, o.key)
+                window.unsent.append(
+                    _moved(job, -1, attempts=o.attempts, maybe=o.maybe, log=o.attempt_log)
+                )
                 unsent_keys.add(o.key)
-        outcomes = [o for o in window.outcomes if o.status != UNSENT]
+        outcomes = [o for o in window.outcomes if o.status not in (UNSENT, HELD)]
         window.outcomes = outcomes
         self.carry += window.unsent
         window.unsent = []
         counts = {Status.SENT: 0, Status.SKIPPED: 0, Status.FAILED: 0}
-        resent = 0
+        resent = duplicated = 0
         for o in outcomes:
             counts[o.status] += 1
             resent += o.resent
+            duplicated += o.possibly_duplicated
+        new_causes = causes.merged(self.causes, causes.count(outcomes))
         failures = [o for o in outcomes if o.status == Status.FAILED]
         # A carried window does not move the cursor: its rows were read by an earlier slice.
         checkpoint = self._checkpoint(None if window.carried else window.cursor)
@@ -752,12 +877,15 @@ class Slice:
             skipped=F("skipped") + counts[Status.SKIPPED],
             failed=F("failed") + counts[Status.FAILED],
             resent=F("resent") + resent,
+            possibly_duplicated=F("possibly_duplicated") + duplicated,
+            causes=new_causes,
             checkpoint=checkpoint,
             lease_expires_at=self._lease_end(),
         )
         if failures:
             changes["last_error"] = f"Row {failures[-1].key}: {failures[-1].error_message}"[:2000]
         run_id = self.run.pk
+        labels = window.labels
         rows = [
             (
                 run_id,
@@ -772,10 +900,14 @@ class Slice:
                 o.resent,
                 o.request_excerpt,
                 o.response_excerpt,
+                o.possibly_duplicated,
+                labels.get(o.key, "")[:200],
+                json.dumps(o.attempt_log, separators=(",", ":")),
             )
             for o in outcomes
         ]
         self._db(self._record, window, outcomes, counts, changes, rows, now)
+        self.causes = new_causes
         self.run.checkpoint = checkpoint
         self.shown_waiting = checkpoint.get("waiting", "")
         self.last_heartbeat = time.monotonic()
@@ -794,7 +926,8 @@ class Slice:
             )
             roundtrip.record_window(self.run, window, outcomes, now)  # issue 6: queued -> sent
             if counts[Status.SENT]:
-                self.destination.add_submissions(counts[Status.SENT])
+                self.webhook.add_submissions(counts[Status.SENT])
+                notify.pool_levels(self.destination)
                 if self.sync.skip_unchanged:
                     self._remember_sent([o for o in outcomes if o.status == Status.SENT], now)
 
@@ -851,6 +984,7 @@ class Slice:
         with transaction.atomic():
             self._owned().update(**changes) or self._lost()
             record_daily_stat(self.sync.pk, counts)
+        notify.run_finished(self.run, status, changes.get("last_error", ""))
 
 
 def _moved(job: Job, window_id: int, **changes) -> Job:
@@ -862,11 +996,57 @@ def _moved(job: Job, window_id: int, **changes) -> Job:
         job.payload_hash,
         job.resent,
         changes.get("attempts", job.attempts),
+        job.idempotency,
+        changes.get("maybe", job.maybe),
+        changes.get("log", job.log),
+        job.label,
     )
 
 
+def _job_of(window: Window, key: str) -> Job:
+    return next(j for j in window.jobs if j.key == key)
+
+
 def _carried(job: Job) -> list:
-    return [job.key, job.body, job.payload_hash, job.resent, job.attempts]
+    return [
+        job.key,
+        job.body,
+        job.payload_hash,
+        job.resent,
+        job.attempts,
+        job.idempotency,
+        job.maybe,
+        job.log,
+        job.label,
+    ]
+
+
+def _uncarried(entry: list, possibly_sent: set) -> Job:
+    """A carried row back as a Job; a row that was in flight when its slice died is flagged."""
+    key, body, digest, resent, attempts, *more = entry
+    idempotency, maybe, log, label = (*more, "", False, [], "")[:4] if more else ("", False, [], "")
+    return Job(
+        -1,
+        key,
+        body,
+        digest,
+        resent or key in possibly_sent,
+        attempts,
+        idempotency,
+        maybe,
+        log,
+        label,
+    )
+
+
+def label_of(item, path: str) -> str:
+    """The label field's value in an item (dot paths into related objects), as text."""
+    value = item
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None or isinstance(value, dict | list):
+        return ""
+    return str(value)[:200]
 
 
 def _drop_connection():

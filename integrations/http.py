@@ -165,6 +165,7 @@ class OutboundError(Exception):
     """A request that did not get a response; str() is a redacted sentence for humans."""
 
     kind = "connection"
+    after_send = False  # WebhookPost: the request had been written whole (maybe delivered)
 
     def __init__(self, message: str, kind: str | None = None, transient: bool | None = None):
         super().__init__(redact(message))
@@ -817,22 +818,36 @@ class WebhookPost:
         for connection in connections:
             connection.close()
 
-    def send(self, content: bytes | str) -> WebhookResponse:
-        """POST content; the response (any status) with its body read, or OutboundError."""
+    def send(self, content: bytes | str, headers: dict | None = None) -> WebhookResponse:
+        """POST content; the response (any status) with its body read, or OutboundError.
+
+        An OutboundError raised once the whole request had been written has `after_send`
+        set: the server may have acted on it (maybe delivered) though no answer came back.
+        """
         if isinstance(content, str):
             content = content.encode()
         connection = self._connection()
+        written = False
         try:
-            connection.request("POST", self.target, content, self.headers)
+            connection.request(
+                "POST",
+                self.target,
+                content,
+                {**self.headers, **headers} if headers else self.headers,
+            )
+            written = True
             response = connection.getresponse()
             return self._read(connection, response)
         except BaseException as exc:
             connected = connection.sock is not None
             self._drop(connection)
             if isinstance(exc, OutboundError):
+                exc.after_send = written
                 raise
             if isinstance(exc, Exception):
-                raise self._translate(exc, connected=connected) from None
+                error = self._translate(exc, connected=connected)
+                error.after_send = written
+                raise error from None
             raise
 
     def _connection(self) -> _GuardedConnection:

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -42,6 +42,11 @@ RETRY_AFTER_CAP_SECONDS = 300.0
 EXCERPT_CHARS = 500
 # A row handed back at the end of a slice, neither sent nor failed: the engine records nothing.
 UNSENT = "unsent"
+# A row not sent because the webhook cannot take rows (token rejected, gone, full): the engine
+# sends it to the pool's next webhook, or records it skipped.
+HELD = "held"
+# A 403 when this few of the webhook's submissions are left is the cap, whatever it says.
+NEAR_CAP = 500
 # How long a sender waits before asking an unreachable rate-limit store again.
 STORE_RETRY_SECONDS = 1.0
 
@@ -56,6 +61,10 @@ class Job:
     payload_hash: str
     resent: bool = False
     attempts: int = 0  # tries an earlier slice already made (it handed the row back UNSENT)
+    idempotency: str = ""  # the Idempotency-Key header (clay.idempotency_key)
+    maybe: bool = False  # an earlier try may have reached Clay (no answer after the body went)
+    log: list = field(default_factory=list)  # earlier tries, as RowOutcome.attempt_log
+    label: str = ""  # the sync's label field value (engine only, never sent)
 
 
 @dataclass
@@ -71,6 +80,10 @@ class RowOutcome:
     request_excerpt: str = ""
     response_excerpt: str = ""
     resent: bool = False
+    possibly_duplicated: bool = False  # sent after a try that may have reached Clay already
+    attempt_log: list = field(default_factory=list)  # [{at, status, ms, error, maybe}]
+    halt: str = ""  # clay.HALT_*: this answer stopped sending to the webhook
+    maybe: bool = False  # a try may have reached Clay (kept when the row is handed back)
 
 
 def excerpt(body: str) -> str:
@@ -88,9 +101,30 @@ class Sender:
     """`concurrency` threads taking Jobs from a queue and putting (window, RowOutcome) on `results`."""
 
     def __init__(
-        self, *, post, limiter, concurrency, stop: threading.Event, results, on_wait=None
+        self,
+        *,
+        post,
+        limiter,
+        concurrency,
+        stop: threading.Event,
+        results,
+        on_wait=None,
+        hold=False,
+        cap_room=None,
     ):
         self.post = post  # an http.WebhookPost: one kept-alive connection per thread
+        # Once an answer says the webhook cannot take rows (clay.HALT_*), nothing more is sent:
+        # rows come back HELD (hold=True, the engine decides) or skipped with the sentence.
+        self.halted = ""
+        self.hold = hold
+        # Submissions the webhook had left when sending began (None: unknown): a 403 near it
+        # is the cap, not the token.
+        self.cap_room = cap_room
+        self.accepted = 0
+        # Until one row was accepted, one request at a time: a wrong token or URL costs one
+        # refused request per sender, whatever the concurrency.
+        self.proven = threading.Event()
+        self._probe = threading.Lock()
         self.limiter = limiter
         self.stop = stop
         self.results = results
@@ -118,6 +152,11 @@ class Sender:
         """The slice is over: queued rows and rows awaiting a retry come back UNSENT."""
         self.finishing.set()
 
+    def halt(self, why: str) -> None:
+        """Send nothing more (the webhook cannot take rows); the first reason stays."""
+        if not self.halted:
+            self.halted = why
+
     def close(self) -> None:
         for _ in self._threads:
             self.jobs.put(None)
@@ -139,6 +178,7 @@ class Sender:
                     error_message=http.redact(repr(exc)),
                     payload_hash=job.payload_hash,
                     request_excerpt=excerpt(job.body),
+                    maybe=job.maybe,
                 )
             self.results.put((job.window, outcome))
 
@@ -179,24 +219,68 @@ class Sender:
             logger.warning("Rate-limit store answers again, sending resumed")
         self.on_wait("redis" if down else "")
 
+    def _attempt(self, job: Job):
+        """One POST; None if sending halted while this row waited for the first answer."""
+        if not self.proven.is_set():
+            with self._probe:
+                if self.halted:
+                    return None
+                if not self.proven.is_set():
+                    delivery = clay.deliver_prepared(self.post, job.body, job.idempotency)
+                    if delivery.ok:
+                        self.proven.set()
+                    return delivery
+        return clay.deliver_prepared(self.post, job.body, job.idempotency)
+
+    def _classify_halt(self, delivery) -> str:
+        halt = delivery.halt
+        if (
+            halt == clay.HALT_AUTH
+            and delivery.status == 403
+            and self.cap_room is not None
+            and self.cap_room - self.accepted <= NEAR_CAP
+        ):
+            return clay.HALT_FULL  # refused at (or near) the count Kiln keeps: the cap
+        return halt
+
     def deliver(self, job: Job) -> RowOutcome:
         started = time.perf_counter()
         attempts, last = job.attempts, None
+        state = {"maybe": job.maybe, "log": list(job.log)}
         while True:
+            if self.halted:
+                return self._held(job, attempts, last, started, state)
             if self.stop.is_set() or self._wait(self._paused_until - time.monotonic()):
-                return self._stopped(job, attempts, last, started)
+                return self._stopped(job, attempts, last, started, state)
             if self.finishing.is_set():
-                return self._unsent(job, attempts, last, started)
+                return self._unsent(job, attempts, last, started, state)
             if not self._take_slot():
                 continue
-            attempts += 1
-            last = clay.deliver_prepared(self.post, job.body)
+            if self.halted:
+                return self._held(job, attempts, last, started, state)
+            delivery = self._attempt(job)
+            if delivery is None:
+                return self._held(job, attempts, last, started, state)
+            attempts, last = attempts + 1, delivery
+            state["log"].append(
+                {
+                    "at": round(time.time(), 3),
+                    "status": last.status,
+                    "ms": last.elapsed_ms,
+                    "error": last.code,
+                    "maybe": last.maybe_delivered,
+                }
+            )
             if last.ok:
-                return self._outcome(job, "sent", attempts, last, started)
+                self.accepted += 1
+                return self._outcome(job, "sent", attempts, last, started, state)
+            if last.halt:
+                return self._halted_by(job, attempts, last, started, state)
+            state["maybe"] = state["maybe"] or last.maybe_delivered
             rate_limited = last.status in (429, 503)
             budget = MAX_RATE_LIMITED_ATTEMPTS if rate_limited else MAX_ATTEMPTS
             if not last.transient or attempts >= budget:
-                return self._outcome(job, "failed", attempts, last, started)
+                return self._outcome(job, "failed", attempts, last, started, state)
             if rate_limited:
                 pause = min(
                     RETRY_AFTER_CAP_SECONDS,
@@ -209,10 +293,37 @@ class Sender:
                     except ratelimit.Unavailable:  # this worker's own pause still holds
                         pass
             elif self._wait(backoff(attempts)):
-                return self._stopped(job, attempts, last, started)
+                return self._stopped(job, attempts, last, started, state)
 
-    def _unsent(self, job, attempts, last, started) -> RowOutcome:
+    def _halted_by(self, job, attempts, last, started, state) -> RowOutcome:
+        """This answer was about the webhook: stop sending; a full webhook did not store it."""
+        why = self._classify_halt(last)
+        self.halt(why)
+        if why == clay.HALT_FULL:
+            last.message, last.code = clay.HALT_SENTENCES[why], clay.HALT_CODES[why]
+            return self._held(job, attempts, last, started, state, why=why)
+        outcome = self._outcome(job, "failed", attempts, last, started, state)
+        outcome.error_code, outcome.halt = clay.HALT_CODES[why], why
+        outcome.error_message = clay.HALT_SENTENCES[why]
+        return outcome
+
+    def _held(self, job, attempts, last, started, state, why="") -> RowOutcome:
+        """Not sent (or refused as over the cap): the engine sends it elsewhere or skips it."""
+        why = why or self.halted
+        if not self.hold:
+            outcome = self._unsent(job, attempts, last, started, state)
+            outcome.status = "skipped"
+            outcome.error_code = clay.HALT_CODES[why]
+            outcome.error_message = clay.HALT_SENTENCES[why]
+            outcome.request_excerpt = excerpt(job.body)
+            return outcome
+        outcome = self._unsent(job, attempts, last, started, state)
+        outcome.status, outcome.halt = HELD, why
+        return outcome
+
+    def _unsent(self, job, attempts, last, started, state=None) -> RowOutcome:
         """Handed back at the end of a slice: the next slice sends it, its tries counted."""
+        state = state or {"maybe": job.maybe, "log": list(job.log)}
         outcome = RowOutcome(
             job.key,
             UNSENT,
@@ -220,28 +331,40 @@ class Sender:
             payload_hash=job.payload_hash,
             resent=job.resent,
             duration_ms=int((time.perf_counter() - started) * 1000),
+            attempt_log=state["log"],
+            maybe=state["maybe"],
         )
         if last is not None:
             outcome.http_status, outcome.error_code = last.status, last.code
             outcome.error_message = last.message
         return outcome
 
-    def _outcome(self, job, status, attempts, delivery, started) -> RowOutcome:
+    def _outcome(self, job, status, attempts, delivery, started, state=None) -> RowOutcome:
+        state = state or {"maybe": job.maybe, "log": list(job.log)}
+        message = delivery.message
+        if status == "failed" and state["maybe"]:
+            message += (
+                " An earlier try may have reached Clay: the connection dropped after the row "
+                "was sent."
+            )
         return RowOutcome(
             key=job.key,
             status=status,
             http_status=delivery.status,
             error_code=delivery.code,
-            error_message=delivery.message,
+            error_message=message,
             attempts=attempts,
             duration_ms=int((time.perf_counter() - started) * 1000),
             payload_hash=job.payload_hash,
             request_excerpt=excerpt(job.body),
             response_excerpt=delivery.response_excerpt,
             resent=job.resent and attempts > 0,
+            possibly_duplicated=status == "sent" and state["maybe"],
+            attempt_log=state["log"],
+            maybe=state["maybe"],
         )
 
-    def _stopped(self, job, attempts, last, started) -> RowOutcome:
+    def _stopped(self, job, attempts, last, started, state=None) -> RowOutcome:
         if last is None:  # never left this worker
             return RowOutcome(
                 job.key,
@@ -251,8 +374,10 @@ class Sender:
                 payload_hash=job.payload_hash,
                 request_excerpt=excerpt(job.body),
                 resent=False,
+                attempt_log=list(job.log),
+                maybe=job.maybe,
             )
-        outcome = self._outcome(job, "failed", attempts, last, started)
+        outcome = self._outcome(job, "failed", attempts, last, started, state)
         outcome.error_message = f"{last.message} The run was cancelled before it was retried."
         return outcome
 
@@ -308,10 +433,13 @@ class SenderProcess:
     flagged `resent` if the run sends them again.
     """
 
-    def __init__(self, *, post, limit, concurrency, stop: threading.Event, results):
+    def __init__(self, *, post, limit, concurrency, stop: threading.Event, results, cap_room=None):
         """post: an http.WebhookPost (its settings are used, not its connections);
-        limit: (limiter name, rows per second) as for ratelimit.limiter_for."""
+        limit: (limiter name, rows per second) as for ratelimit.limiter_for;
+        cap_room: submissions the webhook has left by Kiln's count (a 403 near it is the cap).
+        Rows the webhook could not take come back HELD, and `halted` says why."""
         self.stop, self.results = stop, results
+        self.halted = ""  # clay.HALT_* once an answer (or halt()) stopped sending
         self.outstanding: dict = {}  # (window, key) -> Job until its outcome comes back
         self.lost = False
         self.waiting = ""  # what the child waits for ("redis"), from its last word on it
@@ -344,6 +472,7 @@ class SenderProcess:
                 "limit": tuple(limit),
                 "redis_url": settings.KILN_RATE_LIMIT_REDIS_URL,
                 "concurrency": concurrency,
+                "cap_room": cap_room,
                 "secrets": http.registered_secrets(),
                 "tuning": {name: globals()[name] for name in _TUNING},
             }
@@ -359,8 +488,30 @@ class SenderProcess:
         for job in jobs:
             self.outstanding[job.window, job.key] = job
         self._send(
-            ("jobs", [(j.window, j.key, j.body, j.payload_hash, j.resent, j.attempts) for j in jobs])
+            (
+                "jobs",
+                [
+                    (
+                        j.window,
+                        j.key,
+                        j.body,
+                        j.payload_hash,
+                        j.resent,
+                        j.attempts,
+                        j.idempotency,
+                        j.maybe,
+                        j.log,
+                    )
+                    for j in jobs
+                ],
+            )
         )
+
+    def halt(self, why: str) -> None:
+        """Another worker found the webhook unusable: send nothing more, hand rows back HELD."""
+        if not self.halted:
+            self.halted = why
+        self._send(("halt", why))
 
     def finish(self) -> None:
         """The slice is over: the child hands back every row it has not sent (UNSENT)."""
@@ -408,7 +559,10 @@ class SenderProcess:
                     self.waiting = fields[0]
                     continue
                 outstanding.pop((window, fields[0]), None)
-                put((window, RowOutcome(*fields)))
+                outcome = RowOutcome(*fields)
+                if outcome.halt and not self.halted:
+                    self.halted = outcome.halt
+                put((window, outcome))
         if not self._closing or outstanding:
             self.lost = True
             for job in list(outstanding.values()):
@@ -425,6 +579,8 @@ def _lost(job: Job) -> RowOutcome:
         payload_hash=job.payload_hash,
         request_excerpt=excerpt(job.body),
         resent=job.resent,
+        attempt_log=list(job.log),
+        maybe=True,  # it may have been on the wire
     )
 
 
@@ -508,6 +664,8 @@ def serve():
         stop=stop,
         results=outbox,
         on_wait=outbox.put_waiting,
+        hold=True,
+        cap_room=spec.get("cap_room"),
     )
     try:
         while True:
@@ -517,6 +675,8 @@ def serve():
                     sender.submit(Job(*fields))
             elif kind == "stop":
                 stop.set()
+            elif kind == "halt":
+                sender.halt(payload)
             elif kind == "finish":
                 sender.finish()
             else:

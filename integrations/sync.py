@@ -156,13 +156,16 @@ def _count(sync, since) -> int | None:
 
 
 def _check_cap(destination, expected):
-    destination.refresh_from_db(fields=["submissions_count"])
-    if destination.submissions_count + expected > ClayDestination.SUBMISSION_CAP:
+    """Refuse a run that would not fit in what the destination's webhooks have left."""
+    left = destination.pool_remaining()
+    if expected > left:
+        webhooks = len(destination.webhooks())
         raise SyncError(
             f"This run would send up to {expected:,} rows, but the Clay destination "
-            f'"{destination.name}" has {destination.cap_remaining:,} of its lifetime '
-            f"{ClayDestination.SUBMISSION_CAP:,} submissions left. Create a new webhook source "
-            "in Clay and a destination for it, or narrow the query."
+            f'"{destination.name}" has {left:,} submissions left on its {webhooks} '
+            f"webhook{'s' if webhooks != 1 else ''} (Clay allows "
+            f"{ClayDestination.SUBMISSION_CAP:,} per webhook). Create a new webhook on the same "
+            "Clay table and add it to the destination's pool, or narrow the query."
         )
 
 

@@ -4,11 +4,14 @@ from .credentials import (
     AllowedNetwork,
     AuditEvent,
     ClayDestination,
+    ClayWebhook,
     DirectusConnection,
     Environment,
     Secret,
+    WebhookState,
 )
 from .inbound import CsvUpload, InboundReceipt, InboundRoute, InboundRow, RowTrace, RowTraceEvent
+from .notifications import Notification, NotificationChannel, NotificationEvent
 from .queries import SavedQuery
 from .syncs import RowResult, RunDailyStat, Sync, SyncRowState, SyncRun
 from .templates import MappingTemplate
@@ -17,6 +20,7 @@ __all__ = [
     "AllowedNetwork",
     "AuditEvent",
     "ClayDestination",
+    "ClayWebhook",
     "CsvUpload",
     "DirectusConnection",
     "Environment",
@@ -24,6 +28,9 @@ __all__ = [
     "InboundRoute",
     "InboundRow",
     "MappingTemplate",
+    "Notification",
+    "NotificationChannel",
+    "NotificationEvent",
     "RowResult",
     "RowTrace",
     "RowTraceEvent",
@@ -33,4 +40,5 @@ __all__ = [
     "Sync",
     "SyncRowState",
     "SyncRun",
+    "WebhookState",
 ]

@@ -222,10 +222,71 @@ class DirectusConnection(models.Model):
         return schema
 
 
-class ClayDestination(models.Model):
-    # Clay caps a webhook source at 50,000 submissions for its whole lifetime.
-    SUBMISSION_CAP = 50_000
+class WebhookState(models.TextChoices):
+    """What Kiln learned about a webhook from Clay's answers; "" means usable."""
 
+    OK = "", "working"
+    AUTH_REJECTED = "auth_rejected", "token rejected"
+    NOT_FOUND = "not_found", "webhook not found"
+    FULL = "full", "full"
+
+
+class WebhookStateMixin(models.Model):
+    """A Clay webhook's health, shared by the destination's own webhook and its pool.
+
+    Marked by the first run (or test) that gets the answer, read by every worker before and
+    while it sends: a rejected token or a missing webhook stops sending at once, a full
+    webhook moves sending to the next one in the destination's pool.
+    """
+
+    SUBMISSION_CAP = 50_000  # Clay caps a webhook source at 50,000 submissions for life
+
+    state = models.CharField(max_length=15, choices=WebhookState.choices, default="", blank=True)
+    state_at = models.DateTimeField(null=True, blank=True)
+    state_detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def usable(self) -> bool:
+        return self.state == WebhookState.OK
+
+    @property
+    def cap_used_percent(self) -> float:
+        return round(100 * self.submissions_count / self.SUBMISSION_CAP, 1)
+
+    @property
+    def cap_remaining(self) -> int:
+        if self.state == WebhookState.FULL:
+            return 0
+        return max(0, self.SUBMISSION_CAP - self.submissions_count)
+
+    def mark(self, state: str, detail: str = "") -> bool:
+        """Record what Clay said (conditional UPDATE); True if this call changed the state."""
+        changes = dict(state=state, state_at=timezone.now(), state_detail=detail[:500])
+        if state == WebhookState.FULL:  # Clay's count is what matters: the webhook is full
+            changes["submissions_count"] = self.SUBMISSION_CAP
+        changed = type(self).objects.filter(pk=self.pk).exclude(state=state).update(**changes)
+        for name, value in changes.items():
+            setattr(self, name, value)
+        return bool(changed)
+
+    def clear_state(self) -> None:
+        """A passed test or a new token: the webhook is tried again."""
+        if self.state in (WebhookState.AUTH_REJECTED, WebhookState.NOT_FOUND):
+            type(self).objects.filter(pk=self.pk).update(state="", state_at=None, state_detail="")
+            self.state, self.state_at, self.state_detail = "", None, ""
+
+    def add_submissions(self, count: int) -> None:
+        """Count accepted submissions atomically (several workers share a webhook); a webhook
+        Clay called full stays at the cap."""
+        type(self).objects.filter(pk=self.pk).exclude(state=WebhookState.FULL).update(
+            submissions_count=models.F("submissions_count") + count
+        )
+
+
+class ClayDestination(WebhookStateMixin):
     name = models.CharField(max_length=100, unique=True)
     webhook_url = models.OneToOneField(Secret, on_delete=models.PROTECT, related_name="+")
     auth_token = models.OneToOneField(
@@ -249,17 +310,9 @@ class ClayDestination(models.Model):
         return self.name
 
     @property
-    def cap_used_percent(self) -> float:
-        return round(100 * self.submissions_count / self.SUBMISSION_CAP, 1)
-
-    @property
-    def cap_remaining(self) -> int:
-        return max(0, self.SUBMISSION_CAP - self.submissions_count)
-
-    @property
     def cap_level(self) -> str:
         """'ok', 'warning' (80%), 'critical' (95%) or 'full'."""
-        if self.submissions_count >= self.SUBMISSION_CAP:
+        if self.state == WebhookState.FULL or self.submissions_count >= self.SUBMISSION_CAP:
             return "full"
         if self.submissions_count >= 0.95 * self.SUBMISSION_CAP:
             return "critical"
@@ -272,21 +325,95 @@ class ClayDestination(models.Model):
         from integrations import clay
 
         result = clay.send_test_record(self, sent_by=sent_by)
-        self.last_test_at, self.last_test_ok, self.last_test_result = (
-            timezone.now(),
-            result["ok"],
-            [result],
-        )
+        results = [result]
+        for webhook in self.pool.order_by("position", "pk"):  # the pool's webhooks too
+            if webhook.state != WebhookState.FULL:
+                extra = clay.send_test_record(webhook, sent_by=sent_by)
+                extra["name"] = f"Send test record to {webhook.label}"
+                results.append(extra)
+        ok = all(r["ok"] for r in results)
+        self.last_test_at, self.last_test_ok, self.last_test_result = timezone.now(), ok, results
         ClayDestination.objects.filter(pk=self.pk).update(
-            last_test_at=self.last_test_at, last_test_ok=result["ok"], last_test_result=[result]
+            last_test_at=self.last_test_at, last_test_ok=ok, last_test_result=results
         )
         return result
 
-    def add_submissions(self, count: int) -> None:
-        """Count accepted submissions atomically (several workers share a destination)."""
-        ClayDestination.objects.filter(pk=self.pk).update(
-            submissions_count=models.F("submissions_count") + count
+    # -- the webhook pool: this destination's own webhook first, then `pool` in order --------
+
+    label = "webhook 1"
+
+    @property
+    def limiter_key(self) -> str:
+        return f"clay:{self.pk}"
+
+    def webhooks(self) -> list:
+        """Every webhook of this Clay table, in the order sending uses them."""
+        return [self, *self.pool.order_by("position", "pk")]
+
+    def pool_remaining(self) -> int:
+        """Submissions the pool's webhooks have left, by the database's counts (now)."""
+        own = ClayDestination.objects.filter(pk=self.pk).values("submissions_count", "state")
+        rows = [*own, *self.pool.values("submissions_count", "state")]
+        return sum(
+            max(0, self.SUBMISSION_CAP - r["submissions_count"])
+            for r in rows
+            if r["state"] != WebhookState.FULL
         )
+
+    def pool_capacity(self) -> int:
+        return self.SUBMISSION_CAP * len(self.webhooks())
+
+    def pool_used_percent(self) -> float:
+        capacity = self.pool_capacity()
+        return round(100 * (capacity - self.pool_remaining()) / capacity, 1)
+
+    def current_webhook(self):
+        """(webhook, None) to send to, or (None, the webhook whose state stops sending).
+
+        Full webhooks are passed over; the first one that is not full is used unless its
+        token was rejected or it no longer exists, which stops sending until it is fixed.
+        """
+        webhooks = self.webhooks()
+        for webhook in webhooks:
+            if webhook.state == WebhookState.FULL:
+                continue
+            if webhook.state:
+                return None, webhook
+            return webhook, None
+        return None, webhooks[-1]
+
+    @property
+    def broken(self):
+        """The webhook that stops sending (token rejected, gone, or the whole pool full)."""
+        return self.current_webhook()[1]
+
+
+class ClayWebhook(WebhookStateMixin):
+    """Another webhook on the same Clay table: sending moves here when the ones before are full."""
+
+    destination = models.ForeignKey(ClayDestination, on_delete=models.CASCADE, related_name="pool")
+    position = models.PositiveSmallIntegerField(default=1)
+    webhook_url = models.OneToOneField(Secret, on_delete=models.PROTECT, related_name="+")
+    auth_token = models.OneToOneField(
+        Secret, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    submissions_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "kiln_clay_webhook"
+        ordering = ["destination", "position", "pk"]
+
+    def __str__(self):
+        return f"{self.destination} {self.label}"
+
+    @property
+    def label(self) -> str:
+        return f"webhook {self.position + 1}"
+
+    @property
+    def limiter_key(self) -> str:
+        return f"clay:{self.destination_id}"
 
 
 class AuditEvent(models.Model):

@@ -37,6 +37,10 @@ class Sync(models.Model):
         MappingTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="syncs"
     )
     row_key = models.CharField(max_length=100, default="id")
+    # Shown beside each row's key on the run page (a name or SKU says more than a uuid).
+    label_field = models.CharField(
+        max_length=100, blank=True, help_text="Field shown beside each row's key, e.g. sku or name."
+    )
     rate_limit = models.FloatField(default=10.0, help_text="Rows per second; 0 means no limit.")
     concurrency = models.PositiveSmallIntegerField(default=4)
     page_size = models.PositiveIntegerField(default=200)
@@ -109,6 +113,12 @@ class SyncRun(models.Model):
     skipped = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     resent = models.PositiveIntegerField(default=0)
+    # Rows sent after an attempt that may have reached Clay (the answer was lost): Clay may
+    # hold them twice. Counted, flagged on the row, filterable.
+    possibly_duplicated = models.PositiveIntegerField(default=0)
+    # Rows recorded per cause (integrations/causes.py), kept by the engine: the run page's
+    # headline without a GROUP BY over millions of results.
+    causes = models.JSONField(default=dict, blank=True)
     expected_total = models.PositiveIntegerField(null=True, blank=True)
     high_water_mark = models.CharField(max_length=40, blank=True)
     since = models.CharField(max_length=40, blank=True)
@@ -216,6 +226,12 @@ class RowResult(models.Model):
     request_excerpt = models.TextField(blank=True)
     response_excerpt = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Sent after an attempt whose answer was lost once the body had gone (maybe delivered).
+    possibly_duplicated = models.BooleanField(default=False)
+    # The value of the sync's label field (name, SKU) for people; the key stays the key.
+    label = models.CharField(max_length=200, blank=True)
+    # Every attempt: [{"at": epoch s, "status": int|None, "ms": int, "error": code, "maybe": bool}]
+    attempt_log = models.JSONField(default=list, blank=True)
 
     class Meta:
         db_table = "kiln_row_result"
