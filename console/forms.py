@@ -220,6 +220,7 @@ class SyncForm(forms.ModelForm):
             "destination",
             "template",
             "row_key",
+            "label_field",
             "rate_limit",
             "concurrency",
             "page_size",
@@ -247,6 +248,8 @@ class SyncForm(forms.ModelForm):
         }
         help_texts = {
             "row_key": "The item's primary key field; each row gets one result under this key.",
+            "label_field": "Shown beside each row's key on the run page (e.g. sku or name; dot paths "
+            "such as author.name read related fields the query returns).",
             "rate_limit": "Shared by every worker sending to this destination. Clay takes about 10/s; 0 means no limit.",
             "concurrency": "Requests in flight at once.",
             "page_size": "Items read from Directus per page.",

@@ -14,6 +14,7 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from integrations import causes as row_causes
 from integrations.models import RowResult, RowTrace, SyncRun
 
 RUNS_PER_PAGE = 50
@@ -35,6 +36,8 @@ RESULT_COLUMNS = [
     "duration_ms",
     "resent",
     "created_at",
+    "possibly_duplicated",
+    "label",
 ]
 CSV_COLUMNS = [
     "id",
@@ -48,6 +51,8 @@ CSV_COLUMNS = [
     "resent",
     "payload_hash",
     "created_at",
+    "possibly_duplicated",
+    "label",
 ]
 
 
@@ -197,9 +202,23 @@ class ResultsPage:
 
 
 def results_page(
-    run, status="", q="", after=None, before=None, size=RESULTS_PER_PAGE, window=SEARCH_WINDOW
+    run,
+    status="",
+    q="",
+    after=None,
+    before=None,
+    size=RESULTS_PER_PAGE,
+    window=SEARCH_WINDOW,
+    cause="",
 ) -> ResultsPage:
-    """One page of a run's results as the filters ask: keyset-paged, or a bounded text search."""
+    """One page of a run's results as the filters ask: keyset-paged, or a bounded text search;
+    `cause` (integrations/causes.py) lists one group of the run page's headline."""
+    condition = row_causes.condition(cause) if cause else None
+    if condition is not None:
+        rows, prev_cursor, next_cursor = keyset_page(
+            filter_results(run).filter(condition), after=after, before=before, size=size
+        )
+        return ResultsPage(rows, prev_cursor, next_cursor)
     status = status if status in RowResult.Status.values else ""
     if q and (not status or status in WITH_ERRORS):
         statuses = [status] if status else list(WITH_ERRORS)
@@ -211,6 +230,12 @@ def results_page(
         filter_results(run, status, q), after=after, before=before, size=size
     )
     return ResultsPage(rows, prev_cursor, next_cursor)
+
+
+def cause_groups(run) -> list[dict]:
+    """The run page's headline: rows per cause (sent, possibly duplicated, token rejected...),
+    from the counters the engine keeps as it records (no GROUP BY over the results)."""
+    return row_causes.headline(run.causes or {})
 
 
 def counts_by_cause(run) -> list[dict]:

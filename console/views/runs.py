@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from console.access import operator_required, viewer_required
-from integrations import history
+from integrations import causes, history
 from integrations import sync as engine
 from integrations.history import (  # noqa: F401  (kept importable from here for older callers)
     RESULTS_PER_PAGE,
@@ -43,9 +43,11 @@ def _int(value):
 
 
 def _filters(request) -> dict:
+    cause = request.GET.get("cause", "")
     return {
         "status": request.GET.get("status", ""),
         "q": request.GET.get("q", "").strip()[:MAX_SEARCH],
+        "cause": cause if cause in causes.LABELS else "",
     }
 
 
@@ -136,7 +138,10 @@ def _get_run(pk):
 
 def _results(request, run):
     filters = _filters(request)
-    return history.filter_results(run, filters["status"], filters["q"]), filters
+    results = history.filter_results(run, filters["status"], filters["q"])
+    if filters["cause"]:
+        results = history.filter_results(run).filter(causes.condition(filters["cause"]))
+    return results, filters
 
 
 @viewer_required
@@ -146,7 +151,13 @@ def run_detail(request, pk):
     after, before = _int(request.GET.get("after")), _int(request.GET.get("before"))
     # Error text: a bounded search window per request (see history.search_page).
     page = history.results_page(
-        run, filters["status"], filters["q"], after=after, before=before, window=SEARCH_WINDOW
+        run,
+        filters["status"],
+        filters["q"],
+        after=after,
+        before=before,
+        window=SEARCH_WINDOW,
+        cause=filters["cause"],
     )
     rows, prev_cursor, next_cursor = page.rows, page.prev_cursor, page.next_cursor
     search = None
@@ -161,6 +172,8 @@ def run_detail(request, pk):
         }
     context = {
         "run": run,
+        "causes": history.cause_groups(run),
+        "cause_label": causes.LABELS.get(filters["cause"], ""),
         "rows": rows,
         "filters": filters,
         "query": _query(filters),
@@ -180,7 +193,9 @@ def run_progress(request, pk):
     run = _get_run(pk)
     if not request.htmx:
         return redirect("console:run-detail", pk=pk)
-    response = render(request, "runs/detail.html#progress", {"run": run})
+    response = render(
+        request, "runs/detail.html#progress", {"run": run, "causes": history.cause_groups(run)}
+    )
     if not run.is_active:
         response.status_code = STOP_POLLING
         # The results table listens for this and reloads itself once.
@@ -198,7 +213,9 @@ def cancel_run(request, pk):
         if not request.htmx:
             messages.success(request, "Cancel requested; unsent rows will be recorded as skipped.")
     if request.htmx:
-        response = render(request, "runs/detail.html#progress", {"run": run})
+        response = render(
+            request, "runs/detail.html#progress", {"run": run, "causes": history.cause_groups(run)}
+        )
         if not run.is_active:  # a queued run no worker held is cancelled at once
             response["HX-Trigger"] = "run-finished"
         return response
@@ -240,8 +257,15 @@ def row_detail(request, pk, row_pk):
     run = _get_run(pk)
     row = get_object_or_404(RowResult, run=run, pk=row_pk)
     trace = history.trace_of(run, row)
+    attempts = [
+        {**a, "at": dt.datetime.fromtimestamp(a.get("at") or 0, tz=dt.UTC)}
+        for a in row.attempt_log or []
+        if isinstance(a, dict)
+    ]
     template = "runs/row.html#detail" if request.htmx else "runs/row.html"
-    return render(request, template, {"run": run, "row": row, "trace": trace})
+    return render(
+        request, template, {"run": run, "row": row, "trace": trace, "attempts": attempts}
+    )
 
 
 # CSV export

@@ -169,8 +169,13 @@ class SyncRun(models.Model):
         return max(0, self.expected_total - self.total)
 
     @property
+    def answered(self) -> int:
+        """Rows with an outcome the engine has not recorded yet (it records a page at a time)."""
+        return (self.checkpoint or {}).get("answered", 0) if self.is_active else 0
+
+    @property
     def done(self) -> int:
-        return self.sent + self.skipped + self.failed
+        return self.sent + self.skipped + self.failed + self.answered
 
     @property
     def waiting_for(self) -> str:
