@@ -263,9 +263,7 @@ def row_detail(request, pk, row_pk):
         if isinstance(a, dict)
     ]
     template = "runs/row.html#detail" if request.htmx else "runs/row.html"
-    return render(
-        request, template, {"run": run, "row": row, "trace": trace, "attempts": attempts}
-    )
+    return render(request, template, {"run": run, "row": row, "trace": trace, "attempts": attempts})
 
 
 # CSV export
