@@ -216,9 +216,7 @@ def _build(request, state: BuilderState, action: str = "", refresh: bool = False
     warnings = querycheck.warnings(query, schema) if schema and state.collection else []
     warn_by_node: dict[str, list[str]] = {}
     for warning in warnings:
-        warn_by_node.setdefault(node_for(warning.path, index_map) or "", []).append(
-            warning.message
-        )
+        warn_by_node.setdefault(node_for(warning.path, index_map) or "", []).append(warning.message)
 
     collections = _visible_collections(schema, state.show_system)
     choices = fieldpaths.field_choices(schema, state.collection, functions=True) if schema else []
