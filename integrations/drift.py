@@ -110,6 +110,7 @@ def refusal(sync) -> str:
         return ""
     named = ", ".join(sorted({f'"{d.field}"' for d in found if d.field})) or "a field"
     details = "; ".join(str(d) for d in found[:5])
+    details = details[:1].upper() + details[1:]
     more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
     return (
         f"The Directus schema changed: {named} no longer fits what this sync uses. "
