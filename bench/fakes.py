@@ -187,6 +187,7 @@ class FakeSink(LoopbackServer):
         self.keep_bodies = False
         self.headers_seen = []
         self.requests = 0  # every POST, whatever it was answered
+        self.asked = Counter()  # row key -> every POST for it, refused or not
         self.refused = Counter()  # status -> requests answered 401/403/404 for the webhook
         self.stored = 0  # rows kept (2xx or stored-then-dropped), what the cap counts
         self.idempotency = {}  # row key -> set of Idempotency-Key values seen
@@ -221,6 +222,12 @@ class FakeSink(LoopbackServer):
         if method != "POST":
             return json_answer(405, {"error": "POST only"})
         self.requests += 1
+        try:
+            asked = json.loads(body)
+            asked = str(asked.get(self.key_field)) if isinstance(asked, dict) else ""
+        except ValueError:
+            asked = ""
+        self.asked[asked] += 1  # every request per row key, refused or not
         if self.gone:
             self.refused[404] += 1
             return json_answer(404, {"error": "Not Found"})
