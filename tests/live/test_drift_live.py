@@ -69,7 +69,7 @@ def test_renaming_a_field_used_by_a_sync_makes_its_next_run_refuse_with_the_fiel
     message = str(refused.value)
     assert '"label"' in message
     assert 'template "row"' in message and "{{label}}" in message
-    assert 'the fields of saved query "Pricey"' in message
+    assert 'fields of saved query "Pricey"' in message
     # The cache was read again for the run, so lists and the dashboard flag it too.
     flagged = drift.drifted(Sync.objects.select_related("saved_query__connection"))
     assert [d.field for d in flagged[drift_sync.pk]] == ["label", "label"]
