@@ -134,6 +134,23 @@ class DestinationForm(forms.ModelForm):
         return url
 
 
+class PoolWebhookForm(forms.Form):
+    """Another webhook on the same Clay table: sending moves to it when the ones before are full."""
+
+    webhook_url = SecretField(
+        label="Webhook URL",
+        required=True,
+        help_text="A new webhook on the same Clay table. Stored encrypted, never shown again.",
+        max_length=2000,
+    )
+    auth_token = SecretField(
+        label="Webhook auth token",
+        help_text="Optional; sent as the x-clay-webhook-auth header.",
+        max_length=2000,
+    )
+    clean_webhook_url = DestinationForm.clean_webhook_url
+
+
 class AllowedNetworkForm(forms.ModelForm):
     confirm_risk = forms.BooleanField(
         required=False, label="I mean it: allow this even though it turns part of the guard off"

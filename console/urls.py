@@ -29,6 +29,16 @@ console_patterns = [
     path("destinations/<int:pk>/edit/", credentials.edit_destination, name="destination-edit"),
     path("destinations/<int:pk>/test/", credentials.test_destination, name="destination-test"),
     path(
+        "destinations/<int:pk>/webhooks/add/",
+        credentials.add_pool_webhook,
+        name="destination-webhook-add",
+    ),
+    path(
+        "destinations/<int:pk>/webhooks/<int:webhook_pk>/remove/",
+        credentials.remove_pool_webhook,
+        name="destination-webhook-remove",
+    ),
+    path(
         "destinations/<int:pk>/delete/", credentials.delete_destination, name="destination-delete"
     ),
     path("network/", credentials.allowed_networks, name="allowed-networks"),

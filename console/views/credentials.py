@@ -7,11 +7,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from console.access import admin_required, client_ip, operator_required, viewer_required
-from console.forms import AllowedNetworkForm, ConnectionForm, DestinationForm
+from console.forms import AllowedNetworkForm, ConnectionForm, DestinationForm, PoolWebhookForm
 from integrations.models import (
     AllowedNetwork,
     AuditEvent,
     ClayDestination,
+    ClayWebhook,
     DirectusConnection,
     Secret,
 )
@@ -158,8 +159,56 @@ def destination_detail(request, pk):
     return render(
         request,
         "credentials/destination_detail.html",
-        {"destination": destination, "events": events},
+        {"destination": destination, "events": events, "pool_form": PoolWebhookForm()},
     )
+
+
+@admin_required
+@require_POST
+def add_pool_webhook(request, pk):
+    """Add a webhook of the same Clay table to the destination's pool, last in order."""
+    destination = get_object_or_404(ClayDestination, pk=pk)
+    form = PoolWebhookForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+        return redirect("console:destination-detail", pk=pk)
+    with transaction.atomic():
+        last = destination.pool.order_by("-position").values_list("position", flat=True).first()
+        webhook = ClayWebhook.objects.create(
+            destination=destination,
+            position=(last or 0) + 1,
+            webhook_url=Secret.seal(form.cleaned_data["webhook_url"]),
+            auth_token=Secret.seal(form.cleaned_data["auth_token"])
+            if form.cleaned_data["auth_token"]
+            else None,
+        )
+        _audit(
+            request,
+            AuditEvent.Action.CHANGED,
+            destination,
+            {"pool": f"added {webhook.label}", "auth_token": bool(webhook.auth_token_id)},
+        )
+    messages.success(request, f"Added {webhook.label} to “{destination.name}”.")
+    return redirect("console:destination-detail", pk=pk)
+
+
+@admin_required
+@require_POST
+def remove_pool_webhook(request, pk, webhook_pk):
+    destination = get_object_or_404(ClayDestination, pk=pk)
+    webhook = get_object_or_404(ClayWebhook, destination=destination, pk=webhook_pk)
+    with transaction.atomic():
+        _audit(
+            request, AuditEvent.Action.CHANGED, destination, {"pool": f"removed {webhook.label}"}
+        )
+        secrets = [webhook.webhook_url, webhook.auth_token]
+        webhook.delete()
+        for secret in secrets:
+            if secret:
+                secret.delete()
+    messages.success(request, f"Removed {webhook.label} from “{destination.name}”.")
+    return redirect("console:destination-detail", pk=pk)
 
 
 @admin_required
@@ -196,6 +245,8 @@ def edit_destination(request, pk):
             changed = _changed_fields(form)
             if changed:
                 _audit(request, AuditEvent.Action.CHANGED, destination, {"fields": changed})
+            if form.cleaned_data["webhook_url"] or form.cleaned_data["auth_token"]:
+                destination.clear_state()  # a new URL or token: runs may try it again
             if form.cleaned_data["webhook_url"]:
                 destination.webhook_url.set_value(form.cleaned_data["webhook_url"])
                 destination.webhook_url.save()
