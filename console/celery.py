@@ -23,6 +23,11 @@ DEFAULT_BEAT_SCHEDULE = {
     "resume-stale-runs": {"task": "integrations.tasks.resume_stale_runs", "schedule": 10.0},
     # Rows that arrived while no worker was free, and relay deliveries due for a retry.
     "sweep-inbound": {"task": "integrations.tasks_inbound.sweep_inbound", "schedule": 10.0},
+    # Failures told by email and chat webhook (integrations/notify.py), once each.
+    "deliver-notifications": {
+        "task": "integrations.tasks.deliver_notifications",
+        "schedule": 30.0,
+    },
     "prune-row-results": {
         "task": "integrations.tasks.prune_row_results",
         "schedule": crontab(hour=3, minute=17),

@@ -189,6 +189,17 @@ KILN_SYNC_LEASE_SECONDS = env_int("KILN_SYNC_LEASE_SECONDS", 20)
 KILN_SYNC_SLICE_SECONDS = env_int("KILN_SYNC_SLICE_SECONDS", 50)
 KILN_PUBLIC_URL = env_str("KILN_PUBLIC_URL", "http://127.0.0.1:8000")
 
+# Notifications by email (integrations/notify.py): Django's SMTP backend, set from here.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "kiln@localhost")
+
 # The JSON API (console/api/): personal tokens, throttled per token (per user for a session).
 KILN_API_RATE = env_str("KILN_API_RATE", "1200/min")
 REST_FRAMEWORK = {

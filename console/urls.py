@@ -6,6 +6,7 @@ from console.views import (
     home,
     mapping_exports,
     mappings,
+    notifications,
     queries,
     runs,
     syncs,
@@ -28,6 +29,17 @@ console_patterns = [
     path("destinations/<int:pk>/", credentials.destination_detail, name="destination-detail"),
     path("destinations/<int:pk>/edit/", credentials.edit_destination, name="destination-edit"),
     path("destinations/<int:pk>/test/", credentials.test_destination, name="destination-test"),
+    path("notifications/", notifications.channels, name="notifications"),
+    path(
+        "notifications/<int:pk>/test/",
+        notifications.test_channel,
+        name="notification-test",
+    ),
+    path(
+        "notifications/<int:pk>/delete/",
+        notifications.delete_channel,
+        name="notification-delete",
+    ),
     path(
         "destinations/<int:pk>/webhooks/add/",
         credentials.add_pool_webhook,

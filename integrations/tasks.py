@@ -9,9 +9,10 @@ from celery import shared_task
 from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
-from integrations import sync
+from integrations import notify, sync
 
 logger = logging.getLogger(__name__)
+
 
 def _slice_seconds() -> float:
     return float(getattr(settings, "KILN_SYNC_SLICE_SECONDS", 50))
@@ -34,6 +35,17 @@ def run_sync_slice(run_id: int) -> None:
             # The broker (Redis) is down: work the next slice here rather than leave the run
             # to wait for resume_stale_runs.
             logger.warning("Run %s: the broker is unreachable; next slice in this task", run_id)
+    # The run ended (or another worker holds it): tell people what failed without waiting
+    # for the next beat tick. A channel that fails is tried again by the beat task.
+    try:
+        notify.deliver_pending()
+    except Exception:  # never let telling people fail the run's task
+        logger.exception("Run %s: notifications could not be delivered", run_id)
+
+
+@shared_task(ignore_result=True)
+def deliver_notifications() -> int:
+    return notify.deliver_pending()
 
 
 @shared_task(ignore_result=True)

@@ -21,10 +21,12 @@ from console.models import User
 from integrations.models import (
     AllowedNetwork,
     ClayDestination,
+    ClayWebhook,
     CsvUpload,
     DirectusConnection,
     InboundRoute,
     MappingTemplate,
+    NotificationChannel,
     RowResult,
     RowTrace,
     SavedQuery,
@@ -130,6 +132,12 @@ def world(db, admin_user):
         name="clay", webhook_url=Secret.seal(dead + "/hook/secret-path")
     )
     network = AllowedNetwork.objects.create(value="10.0.0.0/8")
+    pool_webhook = ClayWebhook.objects.create(
+        destination=destination, webhook_url=Secret.seal(dead + "/hook/second-path")
+    )
+    channel = NotificationChannel.objects.create(
+        name="chat", kind="webhook", url=Secret.seal(dead + "/chat")
+    )
     query = SavedQuery.objects.create(
         connection=connection,
         name="leads",
@@ -188,12 +196,14 @@ def world(db, admin_user):
         "writeback-relay": route.pk,
         "writeback-sync": back.pk,
         "user": other.pk,
+        "notification": channel.pk,
         "query": query.pk,  # the API's names
         **_api_token(admin_user),
     }
     return {
         "by_prefix": by_prefix,
         "row_pk": row.pk,
+        "webhook_pk": pool_webhook.pk,
         "kiln_row_id": trace.kiln_row_id,
         "route": route.slug,
     }
