@@ -118,12 +118,12 @@ def pool_levels(destination) -> None:
             return
 
 
-def schedule_late(sync, due_at) -> None:
+def schedule_late(sync, due_at, why: str = "") -> None:
     record(
         f"late:{sync.pk}:{due_at.isoformat()}",
         NotificationEvent.SCHEDULE_LATE,
         f'Kiln: scheduled sync "{sync.name}" has not run',
-        f'Sync "{sync.name}" was due at {due_at:%Y-%m-%d %H:%M} UTC and has not run.',
+        f'Sync "{sync.name}" was due at {due_at:%Y-%m-%d %H:%M} UTC and has not run. {why}'.strip(),
         reverse("console:sync-detail", args=[sync.pk]),
     )
 

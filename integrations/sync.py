@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from integrations import drift, http, mapping, sources
+from integrations import drift, http, mapping, notify, sources
 from integrations.directus import DirectusError
 from integrations.engine import LeaseLost, Slice, lease_seconds
 from integrations.models import ClayDestination, RowResult, Sync, SyncRun
@@ -333,4 +333,16 @@ def dispatch_scheduled_syncs(now=None) -> list[SyncRun]:
             started.append(start_run(sync, trigger=SyncRun.Trigger.SCHEDULE))
         except SyncError as exc:
             logger.warning("Scheduled run of %s not started: %s", sync, exc)
+            notify.schedule_late(sync, due, f"It did not start: {exc}")
+            continue
+        if now - due > LATE_AFTER:  # beat was down: the catch-up run started late
+            notify.schedule_late(sync, due, f"It started {_minutes(now - due)} late.")
     return started
+
+
+# A scheduled run that starts this long after its cron time is told as late.
+LATE_AFTER = timedelta(minutes=5)
+
+
+def _minutes(delta) -> str:
+    return f"{int(delta.total_seconds() // 60)} min"

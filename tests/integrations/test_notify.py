@@ -228,3 +228,22 @@ def test_admins_add_a_chat_channel_whose_url_is_never_shown_back(admin_client, c
 def test_only_admins_manage_channels(request, fixture):
     client = request.getfixturevalue(fixture)
     assert client.get(reverse("console:notifications")).status_code == 403
+
+
+def test_a_scheduled_sync_that_cannot_start_when_due_is_told_once(directus, channels):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from integrations.models import SyncRun
+
+    with FakeSink(token=CLAY_TOKEN) as clay:
+        sync = make_sync(directus, clay, schedule="*/5 * * * *")
+    sync.last_scheduled_at = timezone.now() - dt.timedelta(minutes=30)
+    sync.save()
+    SyncRun.objects.create(sync=sync, status=SyncRun.Status.RUNNING)  # still busy
+    engine_api.dispatch_scheduled_syncs()
+    engine_api.dispatch_scheduled_syncs()
+    late = Notification.objects.filter(event="schedule_late")
+    assert late.count() == 1
+    assert "has not run" in late.get().text and "did not start" in late.get().text
