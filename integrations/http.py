@@ -32,7 +32,9 @@ BLOCKED_HINT = (
 
 _secrets_lock = threading.Lock()
 _secrets: frozenset[str] = frozenset()
-_secrets_pattern: re.Pattern | None = None
+# (the secrets it was built for, the pattern): rebuilt by redact() when _secrets changed, so
+# registering many secrets (a sender process gets them all at start) compiles once, not per value.
+_compiled: tuple[frozenset, re.Pattern | None] = (frozenset(), None)
 
 
 def _looks_random(part: str, min_length: int) -> bool:
@@ -103,17 +105,29 @@ def url_without_password(url: str, mask: str | None = "••••") -> str:
 
 def register_secret(value: str) -> None:
     """Make `redact` hide this value, raw and URL-encoded, and its secret parts from now on."""
-    global _secrets, _secrets_pattern
+    global _secrets
     if not value or len(value) < 6 or value in _secrets:
         return
     with _secrets_lock:
-        secrets = _secrets | {value} | secret_parts(value)
+        _secrets = _secrets | {value} | secret_parts(value)
+
+
+def _pattern() -> re.Pattern | None:
+    """The pattern for the registered secrets, built once per change of the set."""
+    global _compiled
+    secrets = _secrets
+    built_for, pattern = _compiled
+    if built_for is secrets:
+        return pattern
+    with _secrets_lock:
+        secrets = _secrets
         # A secret often travels inside a URL, where it appears percent-encoded.
         forms = {f for s in secrets for f in (s, quote(s, safe=""), quote(s), quote_plus(s))}
         alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
-        # Readers use the pattern without the lock, so swap in a finished one.
-        _secrets_pattern = re.compile(alternatives)
-        _secrets = secrets
+        pattern = re.compile(alternatives) if alternatives else None
+        # Readers use the pair without the lock, so swap in a finished one.
+        _compiled = (secrets, pattern)
+    return pattern
 
 
 def registered_secrets() -> list[str]:
@@ -123,8 +137,10 @@ def registered_secrets() -> list[str]:
 
 def redact(text: str) -> str:
     """Replace every registered secret in text with [redacted]."""
-    pattern = _secrets_pattern
-    if not text or pattern is None:
+    if not text or not _secrets:
+        return text
+    pattern = _pattern()
+    if pattern is None:
         return text
     return pattern.sub("[redacted]", text)
 
