@@ -58,8 +58,10 @@ def test_a_slow_destination_cannot_stretch_a_slice_and_rows_fail_only_for_real_t
         run = engine_api.start_run(sync)
         took = timed_slices(run, max_seconds=2)
     run = SyncRun.objects.get(pk=run.pk)
-    # A slice ends within its time plus one request timeout (and a little bookkeeping).
-    assert max(took) < 2 + 1 + 1.5, took
+    # A slice ends within its time plus one request timeout and some bookkeeping (the first
+    # also starts its sender process; a loaded machine is slower): far from the 10 s answers
+    # times 3 tries that one slice used to wait through.
+    assert max(took) < 2 + 1 + 4, took
     assert len(took) > 1
     assert run.total == 50 and run.failed == 8 and run.sent == 42
     failed = RowResult.objects.filter(run=run, status="failed")
