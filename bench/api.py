@@ -33,14 +33,15 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
-
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KILN_API_RATE", "1000000/min")
 os.environ.setdefault("KILN_MANIFEST_STATIC", "false")
-from bench.results_db import ROWS, seed  # noqa: E402
+from bench.results_db import (  # noqa: E402
+    ROWS,
+    in_fresh_database,  # noqa: E402
+    seed,
+)
 from bench.run import seed_run, setup_django  # noqa: E402
 
 REQUESTS = int(os.environ.get("REQUESTS", 200))
@@ -48,20 +49,7 @@ RUNS = int(os.environ.get("RUNS", 5000))
 
 
 def main():
-    url = os.environ["DATABASE_URL"]
-    name = urlsplit(url).path.lstrip("/")
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        measure()
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    in_fresh_database(measure)
 
 
 def seed_runs(count):

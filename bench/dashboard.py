@@ -17,11 +17,9 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
-
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results_db import in_fresh_database  # noqa: E402
 from bench.run import setup_django  # noqa: E402
 
 ROWS = int(os.environ.get("ROWS", 1_000_000))
@@ -30,20 +28,7 @@ SYNCS, CONNECTIONS, DESTINATIONS, RUNS, TRACES = 40, 8, 12, 4000, 200_000
 
 
 def main():
-    url = os.environ["DATABASE_URL"]
-    name = urlsplit(url).path.lstrip("/")
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        measure()
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    in_fresh_database(measure)
 
 
 def schema():

@@ -29,7 +29,8 @@ REQUESTS = int(os.environ.get("REQUESTS", 200))
 FAILED_EVERY = 50  # 2 % of the rows failed, with an error message
 
 
-def main():
+def in_fresh_database(measure):
+    """Drop and create $DATABASE_URL's database, run measure(), then drop it again."""
     url = os.environ["DATABASE_URL"]
     name = urlsplit(url).path.lstrip("/")
     admin = url.rsplit("/", 1)[0] + "/postgres"
@@ -44,6 +45,10 @@ def main():
         connections.close_all()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def main():
+    in_fresh_database(measure)
 
 
 def seed(run):
