@@ -42,6 +42,12 @@ def viewer_client(client, viewer_user):
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Tests make hundreds of users: PBKDF2's deliberate slowness costs minutes of CI, not safety."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def isolated_cache(settings, request):
     """A fresh in-memory cache per test: login throttling state must not leak between tests."""
     settings.CACHES = {
