@@ -127,7 +127,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     admin_url, name = args.pg_url.rsplit("/", 1)
-    psql(f"{admin_url}/postgres", f"DROP DATABASE IF EXISTS {name}")
+    psql(f"{admin_url}/postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     psql(f"{admin_url}/postgres", f"CREATE DATABASE {name}")
     env = {
         **os.environ,
@@ -142,6 +142,7 @@ def main(argv=None):
         "SECURE_SSL_REDIRECT": "false",
         "KILN_MANIFEST_STATIC": "false",
         "LOG_LEVEL": "WARNING",
+        "DATABASE_POOL": "true",  # as .env.example sets it for docker-compose
     }
     os.environ.update(env)
     import django
@@ -205,7 +206,7 @@ def main(argv=None):
         )
     )
     django.db.connections.close_all()
-    psql(f"{admin_url}/postgres", f"DROP DATABASE IF EXISTS {name}")
+    psql(f"{admin_url}/postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 if __name__ == "__main__":

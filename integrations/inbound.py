@@ -168,15 +168,26 @@ def accept(
     return receipt
 
 
+# route id -> when this process last knew a wake-up was queued (time.monotonic()). Under the
+# asgi worker each request runs in a new thread with a cache client of its own, so asking
+# Redis costs a new connection per request: a burst of rows asks it once per debounce instead.
+recent_wakes: dict[int, float] = {}
+
+
 def wake(route_id: int) -> bool:
     """Ask a worker to process the route soon; never fails the request (sweep() is the fallback)."""
+    now = time.monotonic()
+    if now - recent_wakes.get(route_id, -WAKE_DEBOUNCE_SECONDS) < WAKE_DEBOUNCE_SECONDS:
+        return False  # queued moments ago: that run will see these rows too
     try:
         if not cache.add(f"kiln:inbound:wake:{route_id}", 1, WAKE_DEBOUNCE_SECONDS):
+            recent_wakes[route_id] = now
             return False  # one already queued: it will see these rows too
         from integrations import tasks_inbound
 
         # A short countdown lets a burst of one-row requests become one batch.
         tasks_inbound.process_route.apply_async((route_id,), countdown=1, retry=False)
+        recent_wakes[route_id] = now
         return True
     except Exception as exc:  # the broker or cache is down: rows are stored, sweep() finds them
         logger.warning(

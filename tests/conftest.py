@@ -48,6 +48,14 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def forget_inbound_wakes():
+    """inbound.wake remembers recent wake-ups per process; each test starts without them."""
+    from integrations import inbound
+
+    inbound.recent_wakes.clear()
+
+
+@pytest.fixture(autouse=True)
 def isolated_cache(settings, request):
     """A fresh in-memory cache per test: login throttling state must not leak between tests."""
     settings.CACHES = {

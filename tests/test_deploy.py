@@ -125,3 +125,23 @@ def test_missing_or_malformed_encryption_keys_fail_check(tmp_path, keys, message
     assert result.returncode != 0
     assert "kiln.E001" in result.stderr
     assert message in result.stderr
+
+
+def test_the_database_pool_is_turned_on_for_postgresql(tmp_path):
+    env = env_without_settings_variables(
+        tmp_path,
+        SECRET_KEY="x" * 50,
+        KILN_ENCRYPTION_KEYS="P6NlQVHnqIrfry7iefUHF0_9BT7UmBOH83y16LLIYss=",
+        DATABASE_URL="postgres://kiln@db.invalid:5432/kiln",
+        DATABASE_POOL="true",
+        DATABASE_CONN_MAX_AGE="60",
+    )
+    shown = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings; d = settings.DATABASES['default'];"
+        "print(d['OPTIONS']['pool']['max_size'], d['CONN_MAX_AGE'])",
+        env=env,
+    )
+    assert shown.stdout.split() == ["10", "0"], shown.stderr

@@ -483,3 +483,29 @@ def test_a_row_with_none_of_the_mapped_columns_fails_saying_what_it_has(client, 
     assert row.status == "failed"
     assert '"E-mail address"' in row.last_error and '"Email"' in row.last_error
     assert not fake.items  # no empty item created
+
+
+def test_a_burst_of_requests_queues_one_wake_up_and_asks_the_cache_once(monkeypatch):
+    from integrations import inbound, tasks_inbound
+
+    class Cache:
+        keys, asked = set(), 0
+
+        def add(self, key, value, timeout):
+            Cache.asked += 1
+            if key in Cache.keys:
+                return False
+            Cache.keys.add(key)
+            return True
+
+    queued = []
+    monkeypatch.setattr(
+        tasks_inbound.process_route, "apply_async", lambda args, **kw: queued.append(args)
+    )
+    monkeypatch.setattr(inbound, "cache", Cache())
+    assert inbound.wake(7) is True
+    assert [inbound.wake(7) for _ in range(20)] == [False] * 20
+    assert queued == [(7,)] and Cache.asked == 1
+    inbound.recent_wakes[7] -= inbound.WAKE_DEBOUNCE_SECONDS  # the debounce has passed
+    Cache.keys.clear()  # and so has the cache entry's timeout
+    assert inbound.wake(7) is True and queued == [(7,), (7,)]
