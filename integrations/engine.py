@@ -355,7 +355,7 @@ class Slice:
         kept, seen = [], []
         for key, item in items:
             stamp = sources.timestamp_of(item, self.sync)
-            digest = sources.item_hash(item)
+            digest = mapping.payload_hash(item)  # the item as Directus answered it
             if stamp and stamp == self.run.since and self.at_mark.get(key) == digest:
                 seen.append(key)  # read by the last run at its mark, unchanged since
                 continue

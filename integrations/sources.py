@@ -4,8 +4,6 @@ A source yields `Window`s (one Directus page each) with the cursor to resume aft
 the engine holds one or two pages at a time whatever the size of the collection.
 """
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 from integrations.directus import DirectusError
@@ -34,12 +32,6 @@ def timestamp_of(item, sync) -> str:
     if value is None and sync.timestamp_field == UPDATED:
         value = item.get(CREATED)
     return str(value) if value else ""
-
-
-def item_hash(item) -> str:
-    """A digest of the item as Directus answered it, to tell a row changed within one second."""
-    text = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def changed_since(sync, since: str) -> dict:
