@@ -46,8 +46,8 @@ def admin_token() -> str:
 
 
 def admin():
-    from integrations import http
     from integrations.directus import DirectusClient
+    from integrations.outbound import http
 
     return DirectusClient(
         directus_url(),

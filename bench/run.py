@@ -275,8 +275,9 @@ def fair_baseline(sink_url, n, prepared=False):
     prepared=True sends through the engine's own http.WebhookPost instead of client.send,
     to show how much of the engine's lead is its leaner request path.
     """
-    from integrations import clay, http
+    from integrations import clay
     from integrations.models import RowResult
+    from integrations.outbound import http
 
     run = seed_run("baseline")
     bodies = payloads(n)
@@ -304,8 +305,9 @@ def fair_baseline(sink_url, n, prepared=False):
 
 def naive_baseline(sink_url, n):
     """A new client per row (what a hand-written script often does)."""
-    from integrations import clay, http
+    from integrations import clay
     from integrations.models import RowResult
+    from integrations.outbound import http
 
     run = seed_run("naive")
     headers = clay.headers_for(None)
@@ -325,7 +327,8 @@ def naive_baseline(sink_url, n):
 
 def ceiling(sink_url, n, concurrency=CONCURRENCY):
     """The engine's client stack (WebhookPost, a connection per thread) and concurrency, nothing recorded."""
-    from integrations import clay, http
+    from integrations import clay
+    from integrations.outbound import http
 
     bodies = iter(payloads(n))
     lock = threading.Lock()
@@ -356,7 +359,8 @@ def sender_ceiling(sink_url, n, concurrency=CONCURRENCY):
 
     Everything queued at once, outcomes counted and dropped: nothing read, rendered or recorded.
     """
-    from integrations import clay, http
+    from integrations import clay
+    from integrations.outbound import http
     from integrations.sender import Job, SenderProcess
 
     jobs = [Job(i // 200, str(i), body, "") for i, body in enumerate(payloads(n))]
@@ -400,7 +404,7 @@ def rate_precision(rate, workers, seconds, redis_url):
     """Rows/s actually paced by `workers` limiters (separate Redis clients) on one bucket."""
     import redis
 
-    from integrations import ratelimit
+    from integrations.outbound import ratelimit
 
     name = f"bench:{rate}:{workers}"
     ratelimit.reset(name, redis_url)

@@ -50,8 +50,8 @@ def migrate():
 
 
 def client():
-    from integrations import http
     from integrations.directus import DirectusClient
+    from integrations.outbound import http
 
     return DirectusClient(
         directus_url(),

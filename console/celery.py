@@ -5,7 +5,7 @@ import os
 from celery import Celery, signals
 from celery.schedules import crontab
 
-from integrations.http import RedactingFilter
+from integrations.outbound.http import RedactingFilter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 

@@ -7,7 +7,6 @@ from django.contrib.auth.forms import SetPasswordMixin
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from console.models import User
-from integrations import allowlist, http
 from integrations import sync as sync_engine
 from integrations.directus import query_limit_max
 from integrations.models import (
@@ -18,6 +17,7 @@ from integrations.models import (
     SavedQuery,
     Sync,
 )
+from integrations.outbound import allowlist, http
 
 
 class SecretField(forms.CharField):

@@ -6,7 +6,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
 
-from integrations import http
+from integrations.outbound import http
 
 
 class User(AbstractUser):

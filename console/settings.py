@@ -256,7 +256,7 @@ X_FRAME_OPTIONS = "DENY"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "integrations.http.RedactingFilter"}},
+    "filters": {"redact": {"()": "integrations.outbound.http.RedactingFilter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["redact"]},
     },

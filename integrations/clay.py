@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from integrations import http
+from integrations.outbound import http
 
 AUTH_HEADER = "x-clay-webhook-auth"
 # Lets Clay (or anything between) drop a row it already has: the same row with the same

@@ -1,4 +1,4 @@
-"""Directus client: every call goes through integrations.http and fails as one DirectusError.
+"""Directus client: every call goes through integrations.outbound.http and fails as one DirectusError.
 
 Facts this relies on (../shared/directus/observed.md, Directus 12.4): errors are
 {"errors": [{"message", "extensions": {"code", ...}}]}; an unknown collection, an unknown
@@ -17,8 +17,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
-from integrations import http
 from integrations.fieldpaths import did_you_mean
+from integrations.outbound import http
 
 # A GET longer than this goes as SEARCH with the query in the body: proxies and Node cap
 # URL length (Node's default header limit is 16 KB), and keyset filters can grow.

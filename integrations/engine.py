@@ -35,9 +35,10 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations import bulk, causes, clay, http, mapping, notify, roundtrip, sources
+from integrations import bulk, causes, clay, mapping, notify, roundtrip, sources
 from integrations.directus import DirectusError
 from integrations.models import RowResult, RunDailyStat, SyncRowState, SyncRun, WebhookState
+from integrations.outbound import http
 from integrations.sender import HELD, UNSENT, Job, RowOutcome, SenderProcess, backoff, excerpt
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ an error whose message says the limit is exceeded.
 
 from dataclasses import dataclass
 
-from integrations import http
 from integrations.directus import DirectusClient, DirectusError
+from integrations.outbound import http
 
 
 @dataclass

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from integrations import columnmap, csvimport, http, jsontext, mapping, roundtrip
+from integrations import columnmap, csvimport, jsontext, mapping, roundtrip
 from integrations.engine import (
     LeaseLost,
     cancel_requested,
@@ -44,6 +44,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.outbound import http
 
 logger = logging.getLogger(__name__)
 

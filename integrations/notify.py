@@ -4,7 +4,7 @@ webhook (JSON that Slack and Teams incoming webhooks accept).
 An event is recorded once (Notification.key is unique: "run-failed:42"), then told to every
 enabled channel by `deliver_pending()` — called by a Celery beat task and right after a run
 ends — so a slow mail server never holds up a run, and a retried slice never tells twice.
-Channel URLs are Secrets and go out through integrations/http.py (timeouts, SSRF guard).
+Channel URLs are Secrets and go out through integrations/outbound/http.py (timeouts, SSRF guard).
 """
 
 import json
@@ -16,13 +16,13 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import http
 from integrations.models import (
     Notification,
     NotificationChannel,
     NotificationEvent,
     WebhookState,
 )
+from integrations.outbound import http
 
 logger = logging.getLogger(__name__)
 

@@ -30,9 +30,10 @@ import queue
 
 from django.conf import settings
 
-from integrations import clay, flow_installer, flows, http, inbound, mapping, ratelimit, roundtrip
+from integrations import clay, flow_installer, flows, inbound, mapping, roundtrip
 from integrations.directus import DirectusError
 from integrations.models import DirectusConnection, InboundRoute, RowTrace, Sync
+from integrations.outbound import http, ratelimit
 from integrations.sender import Job, Sender, excerpt
 from integrations.writeback import WriteOutcome
 

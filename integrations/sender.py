@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from integrations import clay, http, ratelimit
+from integrations import clay
+from integrations.outbound import http, ratelimit
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,11 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from integrations import drift, http, mapping, notify, sources
+from integrations import drift, mapping, notify, sources
 from integrations.directus import DirectusError
 from integrations.engine import LeaseLost, Slice, lease_seconds
 from integrations.models import ClayDestination, RowResult, Sync, SyncRun
+from integrations.outbound import http
 
 logger = logging.getLogger(__name__)
 

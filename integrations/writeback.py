@@ -34,8 +34,9 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-from integrations import columnmap, http, ratelimit
+from integrations import columnmap
 from integrations.directus import DirectusError, _encode_params
+from integrations.outbound import http, ratelimit
 from integrations.sender import backoff
 
 MAX_ATTEMPTS = 4

@@ -8,8 +8,9 @@ from django.views.decorators.http import require_POST
 
 from console.access import admin_required, client_ip
 from console.forms import SecretField
-from integrations import allowlist, notify
+from integrations import notify
 from integrations.models import AuditEvent, Notification, NotificationChannel, Secret
+from integrations.outbound import allowlist
 
 
 class ChannelForm(forms.ModelForm):

@@ -8,7 +8,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from integrations import allowlist, crypto, http
+from integrations import crypto
+from integrations.outbound import allowlist, http
 
 
 class Secret(models.Model):
@@ -468,7 +469,7 @@ class AuditEvent(models.Model):
 class AllowedNetwork(models.Model):
     """A host name or CIDR that outbound requests may reach even though it is private
     (a Directus on the internal network is normal), like GitLab's "allow local network".
-    Without a port it opens the web ports only (http.WEB_PORTS); see integrations/allowlist.py."""
+    Without a port it opens the web ports only (http.WEB_PORTS); see integrations/outbound/allowlist.py."""
 
     value = models.CharField(max_length=255, help_text="Host name or CIDR, e.g. 10.0.0.0/8")
     port = models.PositiveIntegerField(

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console.models import ApiToken
-from integrations import http
 from integrations.models import AuditEvent
+from integrations.outbound import http
 from tests.api import openapi
 from tests.api.conftest import bearer
 

@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from console.models import User
-from integrations import http
 from integrations.directus import DirectusClient
 from integrations.models import DirectusConnection, MappingTemplate, Secret
+from integrations.outbound import http
 from tests.browser.conftest import sign_in
 from tests.live.conftest import live_directus  # noqa: F401  (the real Directus fixture)
 

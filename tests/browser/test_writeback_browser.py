@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console.models import User
-from integrations import http, roundtrip, tasks_inbound
+from integrations import roundtrip, tasks_inbound
 from integrations.directus import DirectusClient
 from integrations.models import (
     CsvUpload,
@@ -32,6 +32,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.outbound import http
 from tests.browser.conftest import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)

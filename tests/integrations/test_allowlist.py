@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.exceptions import ValidationError
 
-from integrations import allowlist, http
-from integrations.http import BlockedAddressError, OutboundPolicy, check_address
 from integrations.models import AllowedNetwork, ClayDestination, Secret
+from integrations.outbound import allowlist, http
+from integrations.outbound.http import BlockedAddressError, OutboundPolicy, check_address
 
 # -- what an entry may be ---------------------------------------------------------------------
 

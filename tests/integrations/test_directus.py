@@ -12,8 +12,8 @@ import httpx
 import pytest
 import respx
 
-from integrations import http
 from integrations.directus import DirectusClient, DirectusError, ItemsPage, check_connection
+from integrations.outbound import http
 
 BASE = "http://directus.test"
 TOKEN = "tok-directus-unit-test-0123456789"

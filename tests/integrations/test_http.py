@@ -19,8 +19,8 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 
-from integrations import http
-from integrations.http import (
+from integrations.outbound import http
+from integrations.outbound.http import (
     BlockedAddressError,
     GuardedBackend,
     OutboundError,

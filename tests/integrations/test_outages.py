@@ -7,9 +7,10 @@ import pytest
 from django.db import OperationalError
 
 from bench.fakes import FakeSink
-from integrations import engine, ratelimit, sender
+from integrations import engine, sender
 from integrations import sync as engine_api
 from integrations.models import RowResult, SyncRun
+from integrations.outbound import ratelimit
 
 from .private_redis import private_redis
 from .syncfixtures import (

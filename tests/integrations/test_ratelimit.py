@@ -6,7 +6,7 @@ import time
 import pytest
 import redis
 
-from integrations import ratelimit
+from integrations.outbound import ratelimit
 from tests.conftest import require_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/15"

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from bench.fakes import FakeSink
-from integrations import http, sender
-from integrations.http import OutboundPolicy
+from integrations import sender
+from integrations.outbound import http
+from integrations.outbound.http import OutboundPolicy
 from integrations.sender import Job, SenderProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +119,7 @@ def test_rows_in_flight_when_the_child_dies_are_failed_and_later_rows_too(fast):
 CHILD_OF_A_KILLED_ENGINE = """
 import json, os, queue, sys, threading, django
 django.setup()
-from integrations import http
+from integrations.outbound import http
 from integrations.sender import Job, SenderProcess
 policy = http.OutboundPolicy(allow_private=False, allowlist=["127.0.0.1/32"])
 post = http.WebhookPost(sys.argv[1], policy=policy)

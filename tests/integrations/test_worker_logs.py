@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from console.celery import _redact_worker_logs
-from integrations import http
+from integrations.outbound import http
 
 ROOT = Path(__file__).resolve().parents[2]
 

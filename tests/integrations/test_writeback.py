@@ -7,8 +7,9 @@ import httpx
 import pytest
 import respx
 
-from integrations import http, writeback
+from integrations import writeback
 from integrations.directus import DirectusClient
+from integrations.outbound import http
 from integrations.writeback import Writer, WriteRow
 from tests.integrations.directus_fake import (
     BASE,

@@ -6,7 +6,7 @@ import os
 from celery import signals
 
 from console.celery import app
-from integrations import http
+from integrations.outbound import http
 
 __all__ = ["app"]
 SECRET = os.environ.get("KILN_TEST_LOG_SECRET", "")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from integrations import http
 from integrations.directus import check_connection
+from integrations.outbound import http
 from tests.live.catalog import catalog_fixture, narrow_token
 
 

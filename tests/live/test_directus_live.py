@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from integrations import http
 from integrations.directus import DirectusClient, DirectusError, check_connection
+from integrations.outbound import http
 from integrations.schema import fetch_schema
 
 # Seeded leads have ids 1..2000; rows other engineers create get higher ids.

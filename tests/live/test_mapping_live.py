@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.urls import reverse
 
-from integrations import http
 from integrations.directus import DirectusClient
 from integrations.models import ClayDestination, DirectusConnection, MappingTemplate, Secret
+from integrations.outbound import http
 
 pytestmark = pytest.mark.django_db
 

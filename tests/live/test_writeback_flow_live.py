@@ -23,7 +23,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from integrations import http, relay, sender, tasks_inbound
+from integrations import relay, sender, tasks_inbound
 from integrations.directus import DirectusClient
 from integrations.models import (
     ClayDestination,
@@ -37,6 +37,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.outbound import http
 from integrations.writeback import Writer, WriteRow
 
 WB_DOMAIN = "kiln-wb-flow-live.example"

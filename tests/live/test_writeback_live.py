@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from integrations import http
 from integrations.directus import DirectusClient, DirectusError
+from integrations.outbound import http
 from integrations.writeback import Writer, WriteRow
 
 WB_DOMAIN = "kiln-writeback-live.example"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from django.core.validators import URLValidator
 
-from integrations.http import METADATA_ADDRESSES
+from integrations.outbound.http import METADATA_ADDRESSES
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
