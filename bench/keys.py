@@ -46,7 +46,7 @@ def admin_token() -> str:
 
 
 def admin():
-    from integrations.directus import DirectusClient
+    from integrations.directus.client import DirectusClient
     from integrations.outbound import http
 
     return DirectusClient(
@@ -74,7 +74,7 @@ def pk_field(kind):
 
 def create(kind, items) -> str:
     """A collection of `items` rows keyed by `kind`; returns its name."""
-    from integrations.directus import DirectusError
+    from integrations.directus.client import DirectusError
 
     name = f"bench_{kind}_{uuid.uuid4().hex[:6]}"
     fields = [

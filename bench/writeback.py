@@ -50,7 +50,7 @@ def migrate():
 
 
 def client():
-    from integrations.directus import DirectusClient
+    from integrations.directus.client import DirectusClient
     from integrations.outbound import http
 
     return DirectusClient(

@@ -13,7 +13,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from integrations import fieldpaths, filters, jsontext, operators
+from integrations import filters, jsontext
+from integrations.directus import fieldpaths, operators
 
 ROOT = "f"
 # Posted names with groups nested deeper than the builder shows, or indexes no form has, are

@@ -8,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 
 from console.models import User
 from integrations import sync as sync_engine
-from integrations.directus import query_limit_max
+from integrations.directus.client import query_limit_max
 from integrations.models import (
     AllowedNetwork,
     ClayDestination,

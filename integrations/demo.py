@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from integrations import operators  # pure Python: still nothing from Django
+from integrations.directus import operators  # pure Python: still nothing from Django
 
 DEMO_TOKEN = "kiln-demo-directus-token"
 DEMO_SINK_TOKEN = "kiln-demo-clay-token"

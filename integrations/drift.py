@@ -13,8 +13,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from integrations import fieldpaths, filters, mapping, querycheck
-from integrations.directus import DirectusError
+from integrations import filters, mapping, querycheck
+from integrations.directus import fieldpaths
+from integrations.directus.client import DirectusError
 
 _INDEX = re.compile(r"^\d+$")
 

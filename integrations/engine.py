@@ -36,7 +36,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from integrations import bulk, causes, clay, mapping, notify, roundtrip, sources
-from integrations.directus import DirectusError
+from integrations.directus.client import DirectusError
 from integrations.models import RowResult, RunDailyStat, SyncRowState, SyncRun, WebhookState
 from integrations.outbound import http
 from integrations.sender import HELD, UNSENT, Job, RowOutcome, SenderProcess, backoff, excerpt

@@ -47,8 +47,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
-from integrations.fieldpaths import split_list, split_path
-from integrations.operators import GEOMETRY_OPS, LIST_OPS, LOGIC, RELATION_OPS, VALUELESS_OPS
+from integrations.directus.fieldpaths import split_list, split_path
+from integrations.directus.operators import (
+    GEOMETRY_OPS,
+    LIST_OPS,
+    LOGIC,
+    RELATION_OPS,
+    VALUELESS_OPS,
+)
 from integrations.querystring import (
     PARAMS,
     QueryParseError,

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, time
 
-from integrations.fieldpaths import (
+from integrations.directus.fieldpaths import (
     PathError,
     article,
     describe_relation,
@@ -21,8 +21,7 @@ from integrations.fieldpaths import (
     resolve,
     split_path,
 )
-from integrations.filters import Group, Query, QueryParseError, filter_from_json
-from integrations.operators import (
+from integrations.directus.operators import (
     GEOMETRY_OPS,
     LIST_OPS,
     OPERATOR_LABELS,
@@ -32,6 +31,7 @@ from integrations.operators import (
     VALUELESS_OPS,
     operators_for_type,
 )
+from integrations.filters import Group, Query, QueryParseError, filter_from_json
 from integrations.querystring import value_text
 
 

@@ -14,7 +14,7 @@ import re
 from urllib.parse import quote
 
 from integrations import jsontext
-from integrations.operators import GEOMETRY_OPS, LIST_OPS, RELATION_OPS
+from integrations.directus.operators import GEOMETRY_OPS, LIST_OPS, RELATION_OPS
 
 
 class QueryParseError(ValueError):

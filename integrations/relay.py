@@ -30,8 +30,9 @@ import queue
 
 from django.conf import settings
 
-from integrations import clay, flow_installer, flows, inbound, mapping, roundtrip
-from integrations.directus import DirectusError
+from integrations import clay, inbound, mapping, roundtrip
+from integrations.directus import flow_installer, flows
+from integrations.directus.client import DirectusError
 from integrations.models import DirectusConnection, InboundRoute, RowTrace, Sync
 from integrations.outbound import http, ratelimit
 from integrations.sender import Job, Sender, excerpt

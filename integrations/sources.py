@@ -6,7 +6,7 @@ the engine holds one or two pages at a time whatever the size of the collection.
 
 from dataclasses import dataclass, field
 
-from integrations.directus import DirectusError
+from integrations.directus.client import DirectusError
 from integrations.models import RowResult, SyncRun
 
 # Incremental syncs compare this field, and fall back to date_created for items never updated.

@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from integrations import drift, mapping, notify, sources
-from integrations.directus import DirectusError
+from integrations.directus.client import DirectusError
 from integrations.engine import LeaseLost, Slice, lease_seconds
 from integrations.models import ClayDestination, RowResult, Sync, SyncRun
 from integrations.outbound import http

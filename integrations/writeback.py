@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 from integrations import columnmap
-from integrations.directus import DirectusError, _encode_params
+from integrations.directus.client import DirectusError, _encode_params
 from integrations.outbound import http, ratelimit
 from integrations.sender import backoff
 

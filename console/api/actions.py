@@ -18,7 +18,7 @@ from console.views import runs as run_views
 from console.views import syncs as sync_views
 from integrations import sources
 from integrations import sync as engine
-from integrations.directus import DirectusError
+from integrations.directus.client import DirectusError
 from integrations.models import AuditEvent, Sync
 
 ACCEPTED = {

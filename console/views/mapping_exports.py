@@ -1,5 +1,5 @@
 """A mapping template's exports: Clay HTTP API column settings, the Directus Flow JSON, and
-"Install in Directus" (integrations/flow_installer.py), which is audited."""
+"Install in Directus" (integrations/directus/flow_installer.py), which is audited."""
 
 import json
 
@@ -8,7 +8,8 @@ from django.views.decorators.http import require_POST
 
 from console.access import client_ip, operator_required, viewer_required
 from console.views.mappings import CLAY_KINDS, DEFAULT_ID_COLUMN, ITEM_KINDS, WRITE_KINDS, _pick
-from integrations import flow_installer, flows, mapping
+from integrations import mapping
+from integrations.directus import flow_installer, flows
 from integrations.models import AuditEvent, ClayDestination, MappingTemplate
 
 Kind = MappingTemplate.Kind

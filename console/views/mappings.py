@@ -23,17 +23,10 @@ from django.views.decorators.http import require_POST
 
 from console.access import client_ip, operator_required, viewer_required
 from console.forms import MappingTemplateForm
-from integrations import (
-    fieldmapper,
-    fieldpaths,
-    filters,
-    flows,
-    jsontext,
-    mapping,
-    templatecheck,
-)
+from integrations import fieldmapper, filters, jsontext, mapping, templatecheck
 from integrations.casts import CASTS
-from integrations.directus import DirectusError
+from integrations.directus import fieldpaths, flows
+from integrations.directus.client import DirectusError
 from integrations.models import (
     AuditEvent,
     DirectusConnection,

@@ -31,9 +31,10 @@ from console.builder import (
     state_from_query,
     state_to_query,
 )
-from integrations import fieldpaths, filters, querycheck
-from integrations.directus import DirectusError
-from integrations.fieldpaths import did_you_mean
+from integrations import filters, querycheck
+from integrations.directus import fieldpaths
+from integrations.directus.client import DirectusError
+from integrations.directus.fieldpaths import did_you_mean
 from integrations.models import AuditEvent, DirectusConnection, SavedQuery
 
 _TABLE_ROWS = 200

@@ -142,7 +142,7 @@ class DirectusConnection(models.Model):
 
     def client(self, **kwargs):
         """A Directus client authenticated as this connection (decrypts the token)."""
-        from integrations.directus import DirectusClient
+        from integrations.directus.client import DirectusClient
 
         if self.display_url != self.api_url:  # an older row with a password in its URL
             http.register_secret(self.api_url)  # redacts the password, its part
@@ -152,7 +152,7 @@ class DirectusConnection(models.Model):
         """Run "Test connection" and store its stages on the row the list shows."""
         from dataclasses import asdict
 
-        from integrations.directus import check_connection
+        from integrations.directus.client import check_connection
 
         stages = [
             asdict(s)
@@ -173,7 +173,7 @@ class DirectusConnection(models.Model):
 
     def _read_user_id(self) -> str:
         """The Directus user the token acts as (/users/me), or "" when Directus does not say."""
-        from integrations.directus import DirectusError
+        from integrations.directus.client import DirectusError
 
         try:
             with self.client(timeout=10) as client:
@@ -186,7 +186,7 @@ class DirectusConnection(models.Model):
         fresh = self.server_info_at and timezone.now() - self.server_info_at < max_age
         if fresh:
             return self.server_info
-        from integrations.directus import DirectusError
+        from integrations.directus.client import DirectusError
 
         try:
             if client is None:
@@ -205,14 +205,14 @@ class DirectusConnection(models.Model):
 
     def page_size_for(self, wanted: int, client=None) -> int:
         """`wanted`, lowered to the server's QUERY_LIMIT_MAX when it sets one."""
-        from integrations.directus import query_limit_max
+        from integrations.directus.client import query_limit_max
 
         most = query_limit_max(self.read_server_info(client))
         return min(wanted, most) if most else wanted
 
     def refresh_schema(self, include_system=False) -> dict:
         """Read collections, fields and relations from Directus and cache them on the row."""
-        from integrations.schema import fetch_schema
+        from integrations.directus.schema import fetch_schema
 
         with self.client() as client:
             schema = fetch_schema(client, include_system=include_system)

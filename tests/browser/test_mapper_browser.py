@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from console.models import User
-from integrations.directus import DirectusClient
+from integrations.directus.client import DirectusClient
 from integrations.models import DirectusConnection, MappingTemplate, Secret
 from integrations.outbound import http
 from tests.browser.conftest import sign_in

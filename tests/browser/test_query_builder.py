@@ -12,7 +12,7 @@ import pytest
 
 from console.models import User
 from integrations import filters
-from integrations.directus import DirectusClient
+from integrations.directus.client import DirectusClient
 from integrations.models import DirectusConnection, Secret
 from tests.browser.conftest import sign_in
 

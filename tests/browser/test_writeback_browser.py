@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from console.models import User
 from integrations import roundtrip, tasks_inbound
-from integrations.directus import DirectusClient
+from integrations.directus.client import DirectusClient
 from integrations.models import (
     CsvUpload,
     DirectusConnection,

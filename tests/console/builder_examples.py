@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from integrations.schema import build_schema
+from integrations.directus.schema import build_schema
 
 FIXTURES = Path(__file__).resolve().parents[1] / "integrations" / "fixtures" / "directus"
 SCHEMA = build_schema(

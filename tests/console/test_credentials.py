@@ -344,7 +344,7 @@ def test_an_outsider_is_sent_to_sign_in_before_the_allowlist(client):
 
 
 def fake_stages(ok):
-    from integrations.directus import Stage
+    from integrations.directus.client import Stage
 
     return [
         Stage("Reachable", True, "Directus answered /server/ping.", "", 3),
@@ -365,7 +365,7 @@ def test_test_connection_shows_each_stage_in_place_with_htmx(
     operator_client, connection, monkeypatch
 ):
     monkeypatch.setattr(
-        "integrations.directus.check_connection", lambda *a, **k: fake_stages(False)
+        "integrations.directus.client.check_connection", lambda *a, **k: fake_stages(False)
     )
     url = reverse("console:connection-test", args=[connection.pk])
     response = operator_client.post(url, HTTP_HX_REQUEST="true")
@@ -382,7 +382,7 @@ def test_test_connection_shows_each_stage_in_place_with_htmx(
 
 
 def test_test_connection_works_without_javascript(operator_client, connection, monkeypatch):
-    monkeypatch.setattr("integrations.directus.check_connection", lambda *a, **k: fake_stages(True))
+    monkeypatch.setattr("integrations.directus.client.check_connection", lambda *a, **k: fake_stages(True))
     url = reverse("console:connection-test", args=[connection.pk])
     response = operator_client.post(url, follow=True)
     body = response.content.decode()

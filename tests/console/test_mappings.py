@@ -8,6 +8,7 @@ import respx
 from django.urls import reverse
 
 from console.views.mappings import parse_sample
+from integrations.directus.schema import build_schema
 from integrations.models import (
     AuditEvent,
     ClayDestination,
@@ -16,7 +17,6 @@ from integrations.models import (
     SavedQuery,
     Secret,
 )
-from integrations.schema import build_schema
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 from console.views import queries
 from console.views.queries import _with_deep_limit, item_table, nested_limit_hits
 from integrations import filters
-from integrations.directus import DirectusError, ItemsPage
+from integrations.directus.client import DirectusError, ItemsPage
 from integrations.models import AuditEvent, DirectusConnection, SavedQuery, Secret
 from tests.console.builder_examples import EXAMPLE_QS, SCHEMA, example_form
 
@@ -333,7 +333,7 @@ def test_a_count_waits_out_the_rate_limiter_and_says_so(operator_client, connect
     import httpx
     import respx
 
-    from integrations.directus import DirectusClient
+    from integrations.directus.client import DirectusClient
 
     limited = httpx.Response(
         429,

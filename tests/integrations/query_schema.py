@@ -1,4 +1,4 @@
-"""The Directus schema the query tests check against, in the shape integrations.schema builds.
+"""The Directus schema the query tests check against, in the shape integrations.directus.schema builds.
 
 It follows the harness seed (/work/shared/directus/seed.py), plus a `venues` collection that
 carries the field types the seed does not use.

@@ -8,7 +8,8 @@ from django.core.management import call_command
 
 from integrations import demo
 from integrations import sync as engine_api
-from integrations.directus import DirectusClient, DirectusError, check_connection
+from integrations.directus.client import DirectusClient, DirectusError, check_connection
+from integrations.directus.schema import fetch_schema
 from integrations.models import (
     ClayDestination,
     DirectusConnection,
@@ -18,7 +19,6 @@ from integrations.models import (
     Secret,
     Sync,
 )
-from integrations.schema import fetch_schema
 
 from .syncfixtures import run_to_end
 

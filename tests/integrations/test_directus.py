@@ -12,7 +12,7 @@ import httpx
 import pytest
 import respx
 
-from integrations.directus import DirectusClient, DirectusError, ItemsPage, check_connection
+from integrations.directus.client import DirectusClient, DirectusError, ItemsPage, check_connection
 from integrations.outbound import http
 
 BASE = "http://directus.test"

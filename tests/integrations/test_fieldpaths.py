@@ -2,7 +2,7 @@
 
 import pytest
 
-from integrations.fieldpaths import field_choices, field_type
+from integrations.directus.fieldpaths import field_choices, field_type
 from tests.integrations.query_schema import SCHEMA
 
 

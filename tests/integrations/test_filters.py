@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.filters import Condition, Group, Query, filter_from_json, filter_to_json
-from integrations.operators import (
+from integrations.directus.operators import (
     GEOMETRY_OPS,
     LIST_OPS,
     LOGIC,
@@ -18,6 +17,7 @@ from integrations.operators import (
     RELATION_OPS,
     VALUELESS_OPS,
 )
+from integrations.filters import Condition, Group, Query, filter_from_json, filter_to_json
 from integrations.querycheck import Problem, validate
 from integrations.querystring import QueryParseError
 from tests.integrations.query_schema import SCHEMA

@@ -6,9 +6,9 @@ import httpx
 import pytest
 import respx
 
-from integrations import flows
-from integrations.directus import DirectusClient
-from integrations.flow_installer import InstallError, flow_admin_url, install_flow
+from integrations.directus import flows
+from integrations.directus.client import DirectusClient
+from integrations.directus.flow_installer import InstallError, flow_admin_url, install_flow
 
 BASE = "http://directus.test"
 SPEC = flows.directus_flow(

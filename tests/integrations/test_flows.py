@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrations import flows
+from integrations.directus import flows
 from integrations.mapping import TemplateError, parse
 
 # The three `$trigger` shapes, written out as Directus 12.4 sent them (observed.md, webhook

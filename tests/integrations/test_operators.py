@@ -2,8 +2,8 @@
 
 import pytest
 
-from integrations.fieldpaths import operators_for_field
-from integrations.operators import (
+from integrations.directus.fieldpaths import operators_for_field
+from integrations.directus.operators import (
     FUNCTION_LABELS,
     OPERATOR_LABELS,
     operators_for_type,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from integrations.schema import build_schema, fetch_schema
+from integrations.directus.schema import build_schema, fetch_schema
 
 FIXTURES = Path(__file__).parent / "fixtures" / "directus"
 

@@ -8,7 +8,7 @@ import pytest
 import respx
 
 from integrations import writeback
-from integrations.directus import DirectusClient
+from integrations.directus.client import DirectusClient
 from integrations.outbound import http
 from integrations.writeback import Writer, WriteRow
 from tests.integrations.directus_fake import (

@@ -2,7 +2,7 @@
 
 import pytest
 
-from integrations.directus import check_connection
+from integrations.directus.client import check_connection
 from integrations.outbound import http
 from tests.live.catalog import catalog_fixture, narrow_token
 

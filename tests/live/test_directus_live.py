@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
-from integrations.directus import DirectusClient, DirectusError, check_connection
+from integrations.directus.client import DirectusClient, DirectusError, check_connection
+from integrations.directus.schema import fetch_schema
 from integrations.outbound import http
-from integrations.schema import fetch_schema
 
 # Seeded leads have ids 1..2000; rows other engineers create get higher ids.
 SEEDED_LEADS = 2000

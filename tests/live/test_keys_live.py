@@ -16,7 +16,7 @@ from kombu import Connection
 from bench.fakes import FakeSink
 from integrations import engine, sender, tasks
 from integrations import sync as engine_api
-from integrations.directus import DirectusClient, DirectusError
+from integrations.directus.client import DirectusClient, DirectusError
 from integrations.models import (
     ClayDestination,
     DirectusConnection,

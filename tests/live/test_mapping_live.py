@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.urls import reverse
 
-from integrations.directus import DirectusClient
+from integrations.directus.client import DirectusClient
 from integrations.models import ClayDestination, DirectusConnection, MappingTemplate, Secret
 from integrations.outbound import http
 

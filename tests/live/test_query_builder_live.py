@@ -21,10 +21,10 @@ from console.builder import (
     state_to_query,
 )
 from integrations import filters
-from integrations.directus import DirectusClient
+from integrations.directus.client import DirectusClient
+from integrations.directus.schema import fetch_schema
 from integrations.models import DirectusConnection, Secret
 from integrations.querycheck import validate
-from integrations.schema import fetch_schema
 
 ARTICLE_FIELDS = (
     "id,status,title,slug,content,views,price,published_at,deleted_at,"

@@ -24,7 +24,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from integrations import relay, sender, tasks_inbound
-from integrations.directus import DirectusClient
+from integrations.directus.client import DirectusClient
 from integrations.models import (
     ClayDestination,
     CsvUpload,

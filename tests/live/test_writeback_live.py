@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from integrations.directus import DirectusClient, DirectusError
+from integrations.directus.client import DirectusClient, DirectusError
 from integrations.outbound import http
 from integrations.writeback import Writer, WriteRow
 

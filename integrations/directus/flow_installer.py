@@ -14,7 +14,7 @@ an error whose message says the limit is exceeded.
 
 from dataclasses import dataclass
 
-from integrations.directus import DirectusClient, DirectusError
+from integrations.directus.client import DirectusClient, DirectusError
 from integrations.outbound import http
 
 

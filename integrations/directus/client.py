@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
-from integrations.fieldpaths import did_you_mean
+from integrations.directus.fieldpaths import did_you_mean
 from integrations.outbound import http
 
 # A GET longer than this goes as SEARCH with the query in the body: proxies and Node cap

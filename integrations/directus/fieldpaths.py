@@ -2,13 +2,13 @@
 
 Splitting paths and path lists, walking a path through relations to the field it ends at
 (with a sentence when it breaks), the type found there, the operators to offer for it, and
-the selectable paths for a field picker. The schema is the dict integrations.schema builds.
+the selectable paths for a field picker. The schema is the dict integrations.directus.schema builds.
 """
 
 import re
 from dataclasses import dataclass, field
 
-from integrations.operators import (
+from integrations.directus.operators import (
     FUNCTION_LABELS,
     FUNCTIONS_BY_TYPE,
     RELATION_OPS,
