@@ -25,8 +25,8 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from integrations import columnmap
-from integrations.casts import show
+from integrations.mapping import columnmap
+from integrations.mapping.casts import show
 
 HEAD_BYTES = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")

@@ -13,9 +13,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from integrations import filters, mapping, querycheck
+from integrations import filters, querycheck
 from integrations.directus import fieldpaths
 from integrations.directus.client import DirectusError
+from integrations.mapping import templates as mapping
 
 _INDEX = re.compile(r"^\d+$")
 

@@ -35,8 +35,9 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations import bulk, causes, clay, mapping, notify, roundtrip, sources
+from integrations import bulk, causes, clay, notify, roundtrip, sources
 from integrations.directus.client import DirectusError
+from integrations.mapping import templates as mapping
 from integrations.models import RowResult, RunDailyStat, SyncRowState, SyncRun, WebhookState
 from integrations.outbound import http
 from integrations.sender import HELD, UNSENT, Job, RowOutcome, SenderProcess, backoff, excerpt

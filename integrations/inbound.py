@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from integrations import columnmap, csvimport, jsontext, mapping, roundtrip
+from integrations import csvimport, jsontext, roundtrip
 from integrations.engine import (
     LeaseLost,
     cancel_requested,
@@ -35,6 +35,8 @@ from integrations.engine import (
     lease_seconds,
     record_daily_stat,
 )
+from integrations.mapping import columnmap
+from integrations.mapping import templates as mapping
 from integrations.models import (
     CsvUpload,
     InboundReceipt,

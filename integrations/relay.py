@@ -30,9 +30,10 @@ import queue
 
 from django.conf import settings
 
-from integrations import clay, inbound, mapping, roundtrip
+from integrations import clay, inbound, roundtrip
 from integrations.directus import flow_installer, flows
 from integrations.directus.client import DirectusError
+from integrations.mapping import templates as mapping
 from integrations.models import DirectusConnection, InboundRoute, RowTrace, Sync
 from integrations.outbound import http, ratelimit
 from integrations.sender import Job, Sender, excerpt

@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-from integrations import columnmap
 from integrations.directus.client import DirectusError, _encode_params
+from integrations.mapping import columnmap
 from integrations.outbound import http, ratelimit
 from integrations.sender import backoff
 
@@ -773,7 +773,7 @@ def _norm(value) -> str:
 
 def template_for(sync):
     """(parsed template or None, options): the sync's template; None sends the row as it is."""
-    from integrations import mapping
+    from integrations.mapping import templates as mapping
 
     if sync.template_id:
         return mapping.parse(sync.template.body), sync.template.options or {}
@@ -794,7 +794,7 @@ class Processor:
 
     def __init__(self, run, stop, upload=None, columns=None):
         """`columns`: an inbound route's column → field entries (a CSV upload brings its own)."""
-        from integrations import mapping
+        from integrations.mapping import templates as mapping
 
         self.mapping = mapping
         self.run, self.sync, self.upload = run, run.sync, upload

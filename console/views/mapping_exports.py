@@ -8,8 +8,8 @@ from django.views.decorators.http import require_POST
 
 from console.access import client_ip, operator_required, viewer_required
 from console.views.mappings import CLAY_KINDS, DEFAULT_ID_COLUMN, ITEM_KINDS, WRITE_KINDS, _pick
-from integrations import mapping
 from integrations.directus import flow_installer, flows
+from integrations.mapping import templates as mapping
 from integrations.models import AuditEvent, ClayDestination, MappingTemplate
 
 Kind = MappingTemplate.Kind

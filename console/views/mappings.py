@@ -23,10 +23,12 @@ from django.views.decorators.http import require_POST
 
 from console.access import client_ip, operator_required, viewer_required
 from console.forms import MappingTemplateForm
-from integrations import fieldmapper, filters, jsontext, mapping, templatecheck
-from integrations.casts import CASTS
+from integrations import filters, jsontext
 from integrations.directus import fieldpaths, flows
 from integrations.directus.client import DirectusError
+from integrations.mapping import fieldmapper, templatecheck
+from integrations.mapping import templates as mapping
+from integrations.mapping.casts import CASTS
 from integrations.models import (
     AuditEvent,
     DirectusConnection,

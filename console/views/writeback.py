@@ -17,9 +17,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from console.access import admin_required, client_ip, operator_required, viewer_required
-from integrations import columnmap, csvimport, inbound, mapping, relay
+from integrations import csvimport, inbound, relay
 from integrations.directus import flow_installer
 from integrations.directus.client import DirectusError
+from integrations.mapping import columnmap
+from integrations.mapping import templates as mapping
 from integrations.models import (
     AuditEvent,
     CsvUpload,

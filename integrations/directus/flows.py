@@ -30,9 +30,9 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from integrations import mapping
-from integrations.mapping import ParsedTemplate
-from integrations.templatesyntax import Placeholder, Problem, TemplateError, split_inner
+from integrations.mapping import templates as mapping
+from integrations.mapping.templates import ParsedTemplate
+from integrations.mapping.templatesyntax import Placeholder, Problem, TemplateError, split_inner
 
 SCOPES = ("items.create", "items.update", "items.delete")
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.casts import CastError, apply_casts
+from integrations.mapping.casts import CastError, apply_casts
 
 
 @pytest.mark.parametrize(

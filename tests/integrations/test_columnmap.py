@@ -3,8 +3,8 @@ row mapped the same way for a CSV line and an inbound row — and as the CSV wri
 
 import pytest
 
-from integrations import columnmap
-from integrations.columnmap import Entry
+from integrations.mapping import columnmap
+from integrations.mapping.columnmap import Entry
 
 FIELDS = {
     "id": {"type": "integer"},

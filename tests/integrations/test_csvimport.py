@@ -4,8 +4,8 @@ import tracemalloc
 
 import pytest
 
-from integrations.columnmap import Entry
 from integrations.csvimport import CsvFileError, check, inspect, read_rows
+from integrations.mapping.columnmap import Entry
 
 
 def write(tmp_path, data: bytes | str, name="export.csv"):

@@ -6,15 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrations.casts import CASTS
-from integrations.fieldmapper import (
+from integrations.mapping.casts import CASTS
+from integrations.mapping.fieldmapper import (
     MappingRow,
     body_from_mapping,
     mapping_from_body,
     static_source,
     static_value,
 )
-from integrations.templatesyntax import TemplateError
+from integrations.mapping.templatesyntax import TemplateError
 
 MAPPER_ROWS = [
     MappingRow("email", "column", "Email", ("trim", "lower")),

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from integrations.directus import flows
-from integrations.mapping import TemplateError, parse
+from integrations.mapping.templates import TemplateError, parse
 
 # The three `$trigger` shapes, written out as Directus 12.4 sent them (observed.md, webhook
 # bodies #1 and #4) and as services/items.js deleteMany emits the delete.

@@ -4,8 +4,9 @@ sentence; the parsers built on it (templates, filters, pasted queries) refuse de
 import pytest
 
 from console import builder
-from integrations import filters, jsontext, mapping
-from integrations.templatesyntax import TemplateError
+from integrations import filters, jsontext
+from integrations.mapping import templates as mapping
+from integrations.mapping.templatesyntax import TemplateError
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from integrations.casts import as_text
-from integrations.mapping import (
+from integrations.mapping.casts import as_text
+from integrations.mapping.templates import (
     MissingValue,
     RenderError,
     TemplateError,

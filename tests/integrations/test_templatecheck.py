@@ -2,8 +2,8 @@
 
 import pytest
 
-from integrations.mapping import parse
-from integrations.templatecheck import check
+from integrations.mapping.templatecheck import check
+from integrations.mapping.templates import parse
 
 LEADS = {
     "id": {"type": "integer", "required": False, "nullable": False, "relation": None},

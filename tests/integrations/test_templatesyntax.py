@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrations.mapping import parse
-from integrations.templatesyntax import TemplateError
+from integrations.mapping.templates import parse
+from integrations.mapping.templatesyntax import TemplateError
 
 
 def problems_of(text):

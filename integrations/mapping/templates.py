@@ -39,11 +39,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from integrations.casts import CASTS, CastError, apply_casts, as_text, cast_names, jsonable
+from integrations.mapping.casts import CASTS, CastError, apply_casts, as_text, cast_names, jsonable
 
 # Still importable from here for integrations/writeback.py; new code imports fieldmapper.
-from integrations.fieldmapper import MappingRow, body_from_mapping  # noqa: F401
-from integrations.templatesyntax import (
+from integrations.mapping.fieldmapper import MappingRow, body_from_mapping  # noqa: F401
+from integrations.mapping.templatesyntax import (
     Hole,
     Lit,
     Obj,

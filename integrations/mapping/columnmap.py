@@ -16,7 +16,7 @@ full_name, "E-mail" → email, "Company ID" → company_id (not company).
 import json
 from dataclasses import dataclass
 
-from integrations.casts import CASTS, CastError, cast_names, jsonable
+from integrations.mapping.casts import CASTS, CastError, cast_names, jsonable
 
 # A field of these Directus types gets this cast when a column is mapped to it: Clay sends text.
 FIELD_CASTS = {

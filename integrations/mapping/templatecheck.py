@@ -9,9 +9,9 @@ and a value that cannot fit its field (a placeholder cast to boolean into an int
 import difflib
 import re
 
-from integrations.casts import CAST_KINDS, CASTS, CastError, show
-from integrations.mapping import BRACKET_INDEX, ParsedTemplate, compile_options
-from integrations.templatesyntax import Arr, Hole, Lit, Obj, Problem, Text
+from integrations.mapping.casts import CAST_KINDS, CASTS, CastError, show
+from integrations.mapping.templates import BRACKET_INDEX, ParsedTemplate, compile_options
+from integrations.mapping.templatesyntax import Arr, Hole, Lit, Obj, Problem, Text
 
 _INTEGER_TYPES = {"integer", "bigInteger"}
 _DECIMAL_TYPES = {"float", "decimal"}

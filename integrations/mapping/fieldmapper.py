@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from integrations.casts import CASTS, strict_loads
-from integrations.templatesyntax import (
+from integrations.mapping.casts import CASTS, strict_loads
+from integrations.mapping.templatesyntax import (
     Arr,
     Hole,
     Lit,

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from integrations import jsontext
-from integrations.casts import CASTS
+from integrations.mapping.casts import CASTS
 
 
 @dataclass
