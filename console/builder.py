@@ -13,8 +13,9 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from integrations import filters, jsontext
+from integrations import jsontext
 from integrations.directus import fieldpaths, operators
+from integrations.query import filters
 
 ROOT = "f"
 # Posted names with groups nested deeper than the builder shows, or indexes no form has, are

@@ -17,7 +17,6 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import drift
 from integrations.models import (
     ClayDestination,
     DirectusConnection,
@@ -26,6 +25,7 @@ from integrations.models import (
     SyncRun,
     WebhookState,
 )
+from integrations.query import drift
 from integrations.sync import next_run_at
 
 FAILED_WINDOW = timedelta(hours=24)

@@ -21,12 +21,13 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from integrations import drift, notify, sources
+from integrations import notify, sources
 from integrations.directus.client import DirectusError
 from integrations.engine import LeaseLost, Slice, lease_seconds
 from integrations.mapping import templates as mapping
 from integrations.models import ClayDestination, RowResult, Sync, SyncRun
 from integrations.outbound import http
+from integrations.query import drift
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 
 from console.access import client_ip, operator_required, viewer_required
 from console.forms import MappingTemplateForm
-from integrations import filters, jsontext
+from integrations import jsontext
 from integrations.directus import fieldpaths, flows
 from integrations.directus.client import DirectusError
 from integrations.mapping import fieldmapper, templatecheck
@@ -35,6 +35,7 @@ from integrations.models import (
     MappingTemplate,
     SavedQuery,
 )
+from integrations.query import filters
 
 Kind = MappingTemplate.Kind
 # Kinds whose body becomes a Directus item, so its targets are the collection's fields.

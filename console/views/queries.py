@@ -31,11 +31,11 @@ from console.builder import (
     state_from_query,
     state_to_query,
 )
-from integrations import filters, querycheck
 from integrations.directus import fieldpaths
 from integrations.directus.client import DirectusError
 from integrations.directus.fieldpaths import did_you_mean
 from integrations.models import AuditEvent, DirectusConnection, SavedQuery
+from integrations.query import filters, querycheck
 
 _TABLE_ROWS = 200
 _WHAT_TO_CHECK = {

@@ -31,6 +31,6 @@ class SavedQuery(models.Model):
         return self.name
 
     def to_query(self):
-        from integrations import filters
+        from integrations.query import filters
 
         return filters.Query.from_query_string(self.query_string)

@@ -11,9 +11,9 @@ import json
 import pytest
 
 from console.models import User
-from integrations import filters
 from integrations.directus.client import DirectusClient
 from integrations.models import DirectusConnection, Secret
+from integrations.query import filters
 from tests.browser.conftest import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,8 +14,8 @@ from console.builder import (
     state_to_query,
     value_input,
 )
-from integrations import filters
-from integrations.querycheck import validate
+from integrations.query import filters
+from integrations.query.querycheck import validate
 from tests.console.builder_examples import EXAMPLE_QS, SCHEMA, example_form
 
 

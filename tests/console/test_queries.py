@@ -7,9 +7,9 @@ from django.urls import reverse
 
 from console.views import queries
 from console.views.queries import _with_deep_limit, item_table, nested_limit_hits
-from integrations import filters
 from integrations.directus.client import DirectusError, ItemsPage
 from integrations.models import AuditEvent, DirectusConnection, SavedQuery, Secret
+from integrations.query import filters
 from tests.console.builder_examples import EXAMPLE_QS, SCHEMA, example_form
 
 TOKEN = "tok-QUERY-BUILDER-SECRET-1234"

@@ -17,9 +17,9 @@ from integrations.directus.operators import (
     RELATION_OPS,
     VALUELESS_OPS,
 )
-from integrations.filters import Condition, Group, Query, filter_from_json, filter_to_json
-from integrations.querycheck import Problem, validate
-from integrations.querystring import QueryParseError
+from integrations.query.filters import Condition, Group, Query, filter_from_json, filter_to_json
+from integrations.query.querycheck import Problem, validate
+from integrations.query.querystring import QueryParseError
 from tests.integrations.query_schema import SCHEMA
 
 

@@ -4,9 +4,10 @@ sentence; the parsers built on it (templates, filters, pasted queries) refuse de
 import pytest
 
 from console import builder
-from integrations import filters, jsontext
+from integrations import jsontext
 from integrations.mapping import templates as mapping
 from integrations.mapping.templatesyntax import TemplateError
+from integrations.query import filters
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ Pure tests: no database, no HTTP.
 
 import pytest
 
-from integrations.filters import Condition, Group, Query
-from integrations.querycheck import Problem, validate
+from integrations.query.filters import Condition, Group, Query
+from integrations.query.querycheck import Problem, validate
 from tests.integrations.query_schema import SCHEMA
 
 

@@ -11,12 +11,12 @@ from console.builder import (
     state_from_query,
     state_to_query,
 )
-from integrations import querycheck
 from integrations.directus import fieldpaths
 from integrations.directus.client import DirectusClient, DirectusError
 from integrations.directus.schema import fetch_schema
 from integrations.outbound import http
-from integrations.querycheck import validate
+from integrations.query import querycheck
+from integrations.query.querycheck import validate
 from tests.live.catalog import catalog_fixture, narrow_token
 
 SAMPLE = {

@@ -3,7 +3,6 @@ uses is renamed or retyped in Directus; the next run is refused naming the field
 
 import pytest
 
-from integrations import drift
 from integrations import sync as engine_api
 from integrations.models import (
     ClayDestination,
@@ -13,6 +12,7 @@ from integrations.models import (
     Secret,
     Sync,
 )
+from integrations.query import drift
 from tests.live.shapes import api, create_collection, drop_collection, field, string_pk
 
 pytestmark = pytest.mark.django_db

@@ -20,11 +20,11 @@ from console.builder import (
     state_from_query,
     state_to_query,
 )
-from integrations import filters
 from integrations.directus.client import DirectusClient
 from integrations.directus.schema import fetch_schema
 from integrations.models import DirectusConnection, Secret
-from integrations.querycheck import validate
+from integrations.query import filters
+from integrations.query.querycheck import validate
 
 ARTICLE_FIELDS = (
     "id,status,title,slug,content,views,price,published_at,deleted_at,"

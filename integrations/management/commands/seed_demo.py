@@ -11,7 +11,7 @@ import os
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from integrations import demo, filters
+from integrations import demo
 from integrations.models import (
     ClayDestination,
     DirectusConnection,
@@ -20,6 +20,7 @@ from integrations.models import (
     Secret,
     Sync,
 )
+from integrations.query import filters
 
 CONNECTION = "Demo Directus"
 DESTINATION = "Demo Clay table"

@@ -55,7 +55,7 @@ from integrations.directus.operators import (
     RELATION_OPS,
     VALUELESS_OPS,
 )
-from integrations.querystring import (
+from integrations.query.querystring import (
     PARAMS,
     QueryParseError,
     compact,

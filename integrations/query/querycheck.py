@@ -31,8 +31,8 @@ from integrations.directus.operators import (
     VALUELESS_OPS,
     operators_for_type,
 )
-from integrations.filters import Group, Query, QueryParseError, filter_from_json
-from integrations.querystring import value_text
+from integrations.query.filters import Group, Query, QueryParseError, filter_from_json
+from integrations.query.querystring import value_text
 
 
 @dataclass(frozen=True)

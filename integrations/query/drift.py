@@ -13,10 +13,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from integrations import filters, querycheck
 from integrations.directus import fieldpaths
 from integrations.directus.client import DirectusError
 from integrations.mapping import templates as mapping
+from integrations.query import filters, querycheck
 
 _INDEX = re.compile(r"^\d+$")
 
