@@ -275,7 +275,7 @@ def fair_baseline(sink_url, n, prepared=False):
     prepared=True sends through the engine's own http.WebhookPost instead of client.send,
     to show how much of the engine's lead is its leaner request path.
     """
-    from integrations import clay
+    from integrations.clay import webhook as clay
     from integrations.models import RowResult
     from integrations.outbound import http
 
@@ -305,7 +305,7 @@ def fair_baseline(sink_url, n, prepared=False):
 
 def naive_baseline(sink_url, n):
     """A new client per row (what a hand-written script often does)."""
-    from integrations import clay
+    from integrations.clay import webhook as clay
     from integrations.models import RowResult
     from integrations.outbound import http
 
@@ -327,7 +327,7 @@ def naive_baseline(sink_url, n):
 
 def ceiling(sink_url, n, concurrency=CONCURRENCY):
     """The engine's client stack (WebhookPost, a connection per thread) and concurrency, nothing recorded."""
-    from integrations import clay
+    from integrations.clay import webhook as clay
     from integrations.outbound import http
 
     bodies = iter(payloads(n))
@@ -359,9 +359,9 @@ def sender_ceiling(sink_url, n, concurrency=CONCURRENCY):
 
     Everything queued at once, outcomes counted and dropped: nothing read, rendered or recorded.
     """
-    from integrations import clay
+    from integrations.clay import webhook as clay
+    from integrations.clay.sender import Job, SenderProcess
     from integrations.outbound import http
-    from integrations.sender import Job, SenderProcess
 
     jobs = [Job(i // 200, str(i), body, "") for i, body in enumerate(payloads(n))]
     done, count, lock = threading.Event(), [0], threading.Lock()

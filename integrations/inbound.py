@@ -27,7 +27,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from integrations import csvimport, jsontext, roundtrip
+from integrations import jsontext, roundtrip
+from integrations.clay import csvimport
 from integrations.engine import (
     LeaseLost,
     cancel_requested,

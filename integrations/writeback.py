@@ -34,10 +34,10 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
+from integrations.clay.sender import backoff
 from integrations.directus.client import DirectusError, _encode_params
 from integrations.mapping import columnmap
 from integrations.outbound import http, ratelimit
-from integrations.sender import backoff
 
 MAX_ATTEMPTS = 4
 MAX_RATE_LIMITED_ATTEMPTS = 8

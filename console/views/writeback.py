@@ -17,7 +17,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from console.access import admin_required, client_ip, operator_required, viewer_required
-from integrations import csvimport, inbound, relay
+from integrations import inbound, relay
+from integrations.clay import csvimport
 from integrations.directus import flow_installer
 from integrations.directus.client import DirectusError
 from integrations.mapping import columnmap

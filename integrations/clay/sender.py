@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 
@@ -414,7 +415,7 @@ CLOSE_TIMEOUT = 10.0
 SENDER_LOST = (
     "The sending process stopped before this row's answer came back; Clay may have received it."
 )
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = str(Path(__file__).resolve().parents[2])  # the project: integrations/clay/sender.py
 
 
 class SenderProcess:

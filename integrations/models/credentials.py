@@ -323,7 +323,7 @@ class ClayDestination(WebhookStateMixin):
 
     def run_test(self, sent_by: str = "") -> dict:
         """Send one clearly marked test record and store the outcome."""
-        from integrations import clay
+        from integrations.clay import webhook as clay
 
         result = clay.send_test_record(self, sent_by=sent_by)
         results = [result]

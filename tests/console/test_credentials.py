@@ -239,7 +239,7 @@ def test_the_submission_cap_is_shown_with_warnings(admin_client, destination, co
 def test_sending_a_test_record_needs_confirmation(operator_client, destination, monkeypatch):
     sent = []
     monkeypatch.setattr(
-        "integrations.clay.send_test_record",
+        "integrations.clay.webhook.send_test_record",
         lambda d, sent_by="": (
             sent.append(d)
             or {

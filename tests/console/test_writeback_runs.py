@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bench.fakes import FakeSink
-from integrations import inbound, sender, sync, tasks, tasks_inbound
+from integrations import inbound, sync, tasks, tasks_inbound
+from integrations.clay import sender
 from integrations.models import (
     CsvUpload,
     DirectusConnection,

@@ -3,7 +3,8 @@
 import pytest
 
 from bench.fakes import FakeDirectus, FakeSink
-from integrations import engine, sender
+from integrations import engine
+from integrations.clay import sender
 from integrations.models import (
     ClayDestination,
     DirectusConnection,

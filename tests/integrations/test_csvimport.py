@@ -4,7 +4,7 @@ import tracemalloc
 
 import pytest
 
-from integrations.csvimport import CsvFileError, check, inspect, read_rows
+from integrations.clay.csvimport import CsvFileError, check, inspect, read_rows
 from integrations.mapping.columnmap import Entry
 
 

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from bench.fakes import FakeDirectus, FakeSink
-from integrations import causes, clay
+from integrations import causes
 from integrations import sync as engine_api
+from integrations.clay import webhook as clay
 from integrations.models import (
     ClayDestination,
     ClayWebhook,

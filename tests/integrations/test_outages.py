@@ -7,8 +7,9 @@ import pytest
 from django.db import OperationalError
 
 from bench.fakes import FakeSink
-from integrations import engine, sender
+from integrations import engine
 from integrations import sync as engine_api
+from integrations.clay import sender
 from integrations.models import RowResult, SyncRun
 from integrations.outbound import ratelimit
 

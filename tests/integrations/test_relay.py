@@ -8,7 +8,8 @@ import respx
 from django.urls import reverse
 
 from bench.fakes import FakeSink
-from integrations import inbound, relay, sender, tasks_inbound
+from integrations import inbound, relay, tasks_inbound
+from integrations.clay import sender
 from integrations.models import (
     ClayDestination,
     DirectusConnection,

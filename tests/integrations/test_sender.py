@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from bench.fakes import FakeSink
-from integrations import sender
+from integrations.clay import sender
+from integrations.clay.sender import Job, SenderProcess
 from integrations.outbound import http
 from integrations.outbound.http import OutboundPolicy
-from integrations.sender import Job, SenderProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = OutboundPolicy(allow_private=False, allowlist=["127.0.0.1/32"])
@@ -120,7 +120,7 @@ CHILD_OF_A_KILLED_ENGINE = """
 import json, os, queue, sys, threading, django
 django.setup()
 from integrations.outbound import http
-from integrations.sender import Job, SenderProcess
+from integrations.clay.sender import Job, SenderProcess
 policy = http.OutboundPolicy(allow_private=False, allowlist=["127.0.0.1/32"])
 post = http.WebhookPost(sys.argv[1], policy=policy)
 process = SenderProcess(post=post, limit=("x", 0), concurrency=2,

@@ -14,8 +14,9 @@ import pytest
 from kombu import Connection
 
 from bench.fakes import FakeSink
-from integrations import engine, sender, tasks
+from integrations import engine, tasks
 from integrations import sync as engine_api
+from integrations.clay import sender
 from integrations.directus.client import DirectusClient, DirectusError
 from integrations.models import (
     ClayDestination,

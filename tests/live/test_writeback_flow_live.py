@@ -23,7 +23,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from integrations import relay, sender, tasks_inbound
+from integrations import relay, tasks_inbound
+from integrations.clay import sender
 from integrations.directus.client import DirectusClient
 from integrations.models import (
     ClayDestination,
