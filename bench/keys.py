@@ -164,8 +164,7 @@ def child(args):
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from integrations import sources, tasks
-    from integrations import sync as engine
+    from integrations import tasks
     from integrations.models import (
         ClayDestination,
         DirectusConnection,
@@ -174,6 +173,8 @@ def child(args):
         Sync,
         SyncRun,
     )
+    from integrations.runs import sources
+    from integrations.runs import sync as engine
 
     connection = DirectusConnection.objects.create(
         name="bench", base_url=directus_url(), token=Secret.seal(admin_token())

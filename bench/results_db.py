@@ -102,7 +102,7 @@ def measure():
     from django.urls import reverse
 
     from console.models import User
-    from integrations import sync as engine
+    from integrations.runs import sync as engine
 
     call_command("migrate", verbosity=0)
     run = seed_run("results")

@@ -99,16 +99,16 @@ def make_sync(
 
 
 def start(sync, **kwargs):
-    from integrations import sync as engine
     from integrations import tasks
+    from integrations.runs import sync as engine
 
     tasks.run_sync_slice.delay_on_commit = lambda run_id: None  # this process works the run
     return engine.start_run(sync, **kwargs)
 
 
 def work(run, max_seconds=600):
-    from integrations import sync as engine
     from integrations.models import SyncRun
+    from integrations.runs import sync as engine
 
     while engine.execute_slice(run.pk, worker_id=f"bench-{os.getpid()}", max_seconds=max_seconds):
         pass
@@ -439,8 +439,8 @@ def cancel_latency(sink_url, items=30_000, after_rows=3_000):
     """Cancel a running run mid-flight; when does the sink get its last row?"""
     from django.db import connection
 
-    from integrations import sync as engine
     from integrations.models import ClayDestination, SyncRun
+    from integrations.runs import sync as engine
 
     ClayDestination.SUBMISSION_CAP = 10**9
     with fake("directus", "--items", str(items), "--token", DIRECTUS_TOKEN) as directus_url:

@@ -80,8 +80,8 @@ def leads_sync(name):
 
 def kiln_write(rows, name):
     """Store rows as inbound rows, then time the write-back run to its end; rows/s and the run."""
-    from integrations import inbound
     from integrations.models import SyncRun
+    from integrations.runs import inbound
 
     route, _ = leads_sync(name)
     inbound.accept(route, rows, size=0)

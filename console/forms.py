@@ -7,7 +7,6 @@ from django.contrib.auth.forms import SetPasswordMixin
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from console.models import User
-from integrations import sync as sync_engine
 from integrations.directus.client import query_limit_max
 from integrations.models import (
     AllowedNetwork,
@@ -18,6 +17,7 @@ from integrations.models import (
     Sync,
 )
 from integrations.outbound import allowlist, http
+from integrations.runs import sync as sync_engine
 
 
 class SecretField(forms.CharField):

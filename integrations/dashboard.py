@@ -26,7 +26,7 @@ from integrations.models import (
     WebhookState,
 )
 from integrations.query import drift
-from integrations.sync import next_run_at
+from integrations.runs.sync import next_run_at
 
 FAILED_WINDOW = timedelta(hours=24)
 STUCK_AFTER = timedelta(hours=1)

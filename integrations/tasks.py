@@ -9,7 +9,8 @@ from celery import shared_task
 from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
-from integrations import notify, sync
+from integrations import notify
+from integrations.runs import sync
 
 logger = logging.getLogger(__name__)
 

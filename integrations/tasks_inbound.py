@@ -7,7 +7,7 @@ import uuid
 from celery import shared_task
 from django.conf import settings
 
-from integrations import inbound
+from integrations.runs import inbound
 
 
 def _worker_id() -> str:

@@ -50,7 +50,7 @@ def fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def forget_inbound_wakes():
     """inbound.wake remembers recent wake-ups per process; each test starts without them."""
-    from integrations import inbound
+    from integrations.runs import inbound
 
     inbound.recent_wakes.clear()
 

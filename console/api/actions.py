@@ -16,10 +16,10 @@ from console.views import credentials as credential_views
 from console.views import queries as query_views
 from console.views import runs as run_views
 from console.views import syncs as sync_views
-from integrations import sources
-from integrations import sync as engine
 from integrations.directus.client import DirectusError
 from integrations.models import AuditEvent, Sync
+from integrations.runs import sources
+from integrations.runs import sync as engine
 
 ACCEPTED = {
     202: OpenApiResponse(shapes.RunDetail, description="Accepted: poll the run's `url`."),

@@ -1,7 +1,7 @@
 """Read endpoints: credentials (never a secret), queries, templates, syncs, runs, row results.
 
 Each asks for the role of the console page that shows the same thing (`needs(...)`) and the
-same query functions (integrations.history), so the page and the API cannot disagree.
+same query functions (integrations.runs.history), so the page and the API cannot disagree.
 """
 
 import re
@@ -22,7 +22,6 @@ from console.views import queries as query_views
 from console.views import runs as run_views
 from console.views import syncs as sync_views
 from console.views import writeback as writeback_views
-from integrations import history
 from integrations.models import (
     ClayDestination,
     DirectusConnection,
@@ -33,6 +32,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.runs import history
 
 BIGINT = 2**63 - 1
 

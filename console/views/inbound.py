@@ -16,8 +16,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from console.access import client_ip
-from integrations import inbound
 from integrations.models import InboundRoute, Sync
+from integrations.runs import inbound
 
 logger = logging.getLogger(__name__)
 

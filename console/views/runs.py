@@ -11,9 +11,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from console.access import operator_required, viewer_required
-from integrations import causes, history
-from integrations import sync as engine
-from integrations.history import (  # noqa: F401  (kept importable from here for older callers)
+from integrations.models import RowResult, Sync, SyncRun
+from integrations.runs import causes, history
+from integrations.runs import sync as engine
+from integrations.runs.history import (  # noqa: F401  (kept importable from here for older callers)
     RESULTS_PER_PAGE,
     RUNS_PER_PAGE,
     SEARCH_WINDOW,
@@ -21,7 +22,6 @@ from integrations.history import (  # noqa: F401  (kept importable from here for
     keyset_page,
     search_page,
 )
-from integrations.models import RowResult, Sync, SyncRun
 
 # htmx stops polling when a poll answers with this status.
 STOP_POLLING = 286

@@ -12,9 +12,9 @@ from django.views.decorators.http import require_POST
 from console.access import operator_required, viewer_required
 from console.forms import SyncForm
 from console.views.runs import with_durations
-from integrations import sync as engine
 from integrations.models import RunDailyStat, Sync, SyncRun
 from integrations.query import drift
+from integrations.runs import sync as engine
 
 CHART_DAYS = 30
 

@@ -17,7 +17,6 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from console.access import admin_required, client_ip, operator_required, viewer_required
-from integrations import inbound, relay
 from integrations.clay import csvimport
 from integrations.directus import flow_installer
 from integrations.directus.client import DirectusError
@@ -34,6 +33,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.runs import inbound, relay
 
 WRITE_KINDS = (Sync.Kind.CLAY_TO_DIRECTUS, Sync.Kind.RELAY)
 # A CSV column that finds items for updates through their round trip (Clay exports it as is).

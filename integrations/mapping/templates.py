@@ -41,7 +41,7 @@ from typing import Any
 
 from integrations.mapping.casts import CASTS, CastError, apply_casts, as_text, cast_names, jsonable
 
-# Still importable from here for integrations/writeback.py; new code imports fieldmapper.
+# Still importable from here for integrations/runs/writeback.py; new code imports fieldmapper.
 from integrations.mapping.fieldmapper import MappingRow, body_from_mapping  # noqa: F401
 from integrations.mapping.templatesyntax import (
     Hole,

@@ -116,7 +116,7 @@ class SyncRun(models.Model):
     # Rows sent after an attempt that may have reached Clay (the answer was lost): Clay may
     # hold them twice. Counted, flagged on the row, filterable.
     possibly_duplicated = models.PositiveIntegerField(default=0)
-    # Rows recorded per cause (integrations/causes.py), kept by the engine: the run page's
+    # Rows recorded per cause (integrations/runs/causes.py), kept by the engine: the run page's
     # headline without a GROUP BY over millions of results.
     causes = models.JSONField(default=dict, blank=True)
     expected_total = models.PositiveIntegerField(null=True, blank=True)

@@ -8,7 +8,6 @@ from django.test import Client
 from django.utils import timezone
 
 from console.models import ApiToken, User
-from integrations import sources
 from integrations.models import (
     DirectusConnection,
     MappingTemplate,
@@ -17,6 +16,7 @@ from integrations.models import (
     RowTraceEvent,
     SyncRun,
 )
+from integrations.runs import sources
 from tests.conftest import make_user
 from tests.console.test_syncs import fake_engine, make_sync
 from tests.integrations import syncfixtures

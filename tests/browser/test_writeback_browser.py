@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console.models import User
-from integrations import roundtrip, tasks_inbound
+from integrations import tasks_inbound
 from integrations.directus.client import DirectusClient
 from integrations.models import (
     CsvUpload,
@@ -33,6 +33,7 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.outbound import http
+from integrations.runs import roundtrip
 from tests.browser.conftest import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,7 +11,7 @@ import respx
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import inbound, sync, tasks, tasks_inbound
+from integrations import tasks, tasks_inbound
 from integrations.models import (
     DirectusConnection,
     InboundReceipt,
@@ -23,6 +23,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.runs import inbound, sync
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
 
 pytestmark = pytest.mark.django_db
@@ -486,7 +487,8 @@ def test_a_row_with_none_of_the_mapped_columns_fails_saying_what_it_has(client, 
 
 
 def test_a_burst_of_requests_queues_one_wake_up_and_asks_the_cache_once(monkeypatch):
-    from integrations import inbound, tasks_inbound
+    from integrations import tasks_inbound
+    from integrations.runs import inbound
 
     class Cache:
         keys, asked = set(), 0

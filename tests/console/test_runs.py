@@ -574,7 +574,7 @@ def test_it_shows_why_the_engine_will_not_start_a_run(operator_client, sync):
 
 
 def test_a_traced_row_links_to_its_round_trip(viewer_client, run):
-    from integrations import roundtrip
+    from integrations.runs import roundtrip
 
     row = run.results.get(row_key="20")
     rid = roundtrip.row_id_for(run.sync_id, "20")

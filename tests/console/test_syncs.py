@@ -9,7 +9,6 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from console.views.syncs import chart, daily_rows
-from integrations import sync as engine_module
 from integrations.models import (
     ClayDestination,
     DirectusConnection,
@@ -20,6 +19,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.runs import sync as engine_module
 
 WEBHOOK = "https://api.clay.com/v3/sources/webhook/xyz-secret-path"
 

@@ -407,7 +407,7 @@ def test_a_wrong_route_mapping_gets_a_sentence_and_is_not_saved(
 
 
 def test_the_route_page_suggests_columns_seen_in_recent_rows(operator_client, route):
-    from integrations import inbound
+    from integrations.runs import inbound
 
     inbound.accept(
         route, [{"Full Name": "Ada", "E-mail": "a@x.example", "kiln_row_id": "k"}], size=1

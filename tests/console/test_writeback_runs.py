@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bench.fakes import FakeSink
-from integrations import inbound, sync, tasks, tasks_inbound
+from integrations import tasks, tasks_inbound
 from integrations.clay import sender
 from integrations.models import (
     CsvUpload,
@@ -21,6 +21,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.runs import inbound, sync
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
 from tests.integrations.test_relay import make_relay
 

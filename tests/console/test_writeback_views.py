@@ -6,7 +6,7 @@ import respx
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from integrations import inbound, tasks_inbound
+from integrations import tasks_inbound
 from integrations.models import (
     AuditEvent,
     CsvUpload,
@@ -18,6 +18,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.runs import inbound
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,6 @@
 import pytest
 
 from bench.fakes import FakeDirectus, FakeSink
-from integrations import engine
 from integrations.clay import sender
 from integrations.models import (
     ClayDestination,
@@ -14,6 +13,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.runs import engine
 
 DIRECTUS_TOKEN = "directus-static-token-1234"
 CLAY_TOKEN = "clay-webhook-auth-token-5678"
@@ -71,7 +71,7 @@ def run_to_end(run, *, max_seconds=30, worker_id="test-worker"):
 
 
 def engine_slice(run_id, worker_id, max_seconds):
-    from integrations import sync
+    from integrations.runs import sync
 
     return sync.execute_slice(run_id, worker_id=worker_id, max_seconds=max_seconds)
 

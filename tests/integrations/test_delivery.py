@@ -9,8 +9,6 @@ import time
 import pytest
 
 from bench.fakes import FakeDirectus, FakeSink
-from integrations import causes
-from integrations import sync as engine_api
 from integrations.clay import webhook as clay
 from integrations.models import (
     ClayDestination,
@@ -20,6 +18,8 @@ from integrations.models import (
     SyncRun,
     WebhookState,
 )
+from integrations.runs import causes
+from integrations.runs import sync as engine_api
 
 from .syncfixtures import (  # noqa: F401 (fixtures)
     CLAY_TOKEN,
@@ -212,7 +212,7 @@ def test_the_label_field_is_kept_beside_the_key(directus):
 
 def test_progress_moves_every_second_within_one_large_page(directus, monkeypatch):
     """A 300-row page at 60 rows/s: the run page's count moves before the page is recorded."""
-    from integrations import engine
+    from integrations.runs import engine
 
     written = []
     write = engine.Slice._write_checkpoint

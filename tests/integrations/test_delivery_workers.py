@@ -10,7 +10,6 @@ import redis
 from kombu import Connection
 
 from bench.fakes import FakeDirectus, FakeSink, make_item
-from integrations import sync as engine_api
 from integrations import tasks
 from integrations.models import (
     ClayDestination,
@@ -21,6 +20,7 @@ from integrations.models import (
     SyncRun,
     WebhookState,
 )
+from integrations.runs import sync as engine_api
 from tests.conftest import require_redis
 
 from .syncfixtures import CLAY_TOKEN, DIRECTUS_TOKEN, HOOK_PATH, make_sync

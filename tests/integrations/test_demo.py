@@ -7,7 +7,6 @@ import pytest
 from django.core.management import call_command
 
 from integrations import demo
-from integrations import sync as engine_api
 from integrations.directus.client import DirectusClient, DirectusError, check_connection
 from integrations.directus.schema import fetch_schema
 from integrations.models import (
@@ -19,6 +18,7 @@ from integrations.models import (
     Secret,
     Sync,
 )
+from integrations.runs import sync as engine_api
 
 from .syncfixtures import run_to_end
 

@@ -727,8 +727,8 @@ def test_an_excerpt_is_redacted_before_it_is_cut():
 
 
 def test_row_excerpts_are_redacted_before_they_are_cut():
-    from integrations import writeback
     from integrations.clay import sender
+    from integrations.runs import writeback
 
     hook = f"pull-in-data-from-a-webhook-{uuid.uuid4()}"
     http.register_secret(f"https://api.clay.com/v3/sources/webhook/{hook}")

@@ -13,7 +13,6 @@ from django.urls import reverse
 
 from bench.fakes import FakeDirectus, FakeSink
 from integrations import notify
-from integrations import sync as engine_api
 from integrations.models import (
     ClayDestination,
     Notification,
@@ -21,6 +20,7 @@ from integrations.models import (
     Secret,
     WebhookState,
 )
+from integrations.runs import sync as engine_api
 
 from .syncfixtures import CLAY_TOKEN, DIRECTUS_TOKEN, fast_retries, make_sync, run_to_end  # noqa: F401
 

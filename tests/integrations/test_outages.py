@@ -7,11 +7,11 @@ import pytest
 from django.db import OperationalError
 
 from bench.fakes import FakeSink
-from integrations import engine
-from integrations import sync as engine_api
 from integrations.clay import sender
 from integrations.models import RowResult, SyncRun
 from integrations.outbound import ratelimit
+from integrations.runs import engine
+from integrations.runs import sync as engine_api
 
 from .private_redis import private_redis
 from .syncfixtures import (

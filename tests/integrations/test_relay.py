@@ -8,7 +8,7 @@ import respx
 from django.urls import reverse
 
 from bench.fakes import FakeSink
-from integrations import inbound, relay, tasks_inbound
+from integrations import tasks_inbound
 from integrations.clay import sender
 from integrations.models import (
     ClayDestination,
@@ -22,6 +22,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.runs import inbound, relay
 
 pytestmark = pytest.mark.django_db
 BASE = "http://directus.test"

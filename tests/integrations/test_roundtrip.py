@@ -11,9 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from bench.fakes import FakeSink
-from integrations import roundtrip, tasks_inbound
-from integrations import sync as engine_api
+from integrations import tasks_inbound
 from integrations.models import DirectusConnection, InboundRoute, RowTrace, Secret, Sync, SyncRun
+from integrations.runs import roundtrip
+from integrations.runs import sync as engine_api
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
 
 from .syncfixtures import (  # noqa: F401 (fixtures)
@@ -192,8 +193,8 @@ def test_the_stuck_page_filters_by_run_and_by_age(directus, sink, viewer_client)
 def test_a_csv_export_with_the_kiln_row_id_column_links_its_rows(
     write_back_route, tmp_path, monkeypatch
 ):
-    from integrations import inbound
     from integrations.models import CsvUpload
+    from integrations.runs import inbound
 
     monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay_on_commit", lambda *a: None)
     route, _ = write_back_route

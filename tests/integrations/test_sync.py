@@ -9,10 +9,11 @@ import pytest
 from django.utils import timezone
 
 from bench.fakes import make_item
-from integrations import roundtrip, tasks
-from integrations import sync as engine_api
-from integrations.engine import Slice
+from integrations import tasks
 from integrations.models import ClayDestination, RowResult, RunDailyStat, SyncRowState, SyncRun
+from integrations.runs import roundtrip
+from integrations.runs import sync as engine_api
+from integrations.runs.engine import Slice
 
 from .syncfixtures import (  # noqa: F401 (fixtures)
     CLAY_TOKEN,

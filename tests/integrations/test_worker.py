@@ -15,9 +15,9 @@ from django.db import connection
 from kombu import Connection
 
 from bench.fakes import FakeDirectus, FakeSink
-from integrations import sync as engine_api
 from integrations import tasks
 from integrations.models import RowResult, SyncRun
+from integrations.runs import sync as engine_api
 from tests.conftest import require_redis
 
 from .syncfixtures import CLAY_TOKEN, DIRECTUS_TOKEN, make_sync

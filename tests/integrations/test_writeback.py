@@ -7,10 +7,10 @@ import httpx
 import pytest
 import respx
 
-from integrations import writeback
 from integrations.directus.client import DirectusClient
 from integrations.outbound import http
-from integrations.writeback import Writer, WriteRow
+from integrations.runs import writeback
+from integrations.runs.writeback import Writer, WriteRow
 from tests.integrations.directus_fake import (
     BASE,
     FORBIDDEN,
@@ -737,8 +737,9 @@ def test_an_update_by_key_has_the_same_outcome_alone_and_in_a_batch():
 
 @pytest.mark.django_db
 def test_a_write_back_run_learns_the_batch_limit_once_for_all_its_slices(monkeypatch, settings):
-    from integrations import inbound, tasks_inbound
+    from integrations import tasks_inbound
     from integrations.models import DirectusConnection, InboundRoute, Secret, Sync, SyncRun
+    from integrations.runs import inbound
 
     settings.KILN_RATE_LIMIT_REDIS_URL = ""
     monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay_on_commit", lambda *a: None)

@@ -3,7 +3,6 @@ uses is renamed or retyped in Directus; the next run is refused naming the field
 
 import pytest
 
-from integrations import sync as engine_api
 from integrations.models import (
     ClayDestination,
     DirectusConnection,
@@ -13,6 +12,7 @@ from integrations.models import (
     Sync,
 )
 from integrations.query import drift
+from integrations.runs import sync as engine_api
 from tests.live.shapes import api, create_collection, drop_collection, field, string_pk
 
 pytestmark = pytest.mark.django_db

@@ -14,8 +14,7 @@ import pytest
 from kombu import Connection
 
 from bench.fakes import FakeSink
-from integrations import engine, tasks
-from integrations import sync as engine_api
+from integrations import tasks
 from integrations.clay import sender
 from integrations.directus.client import DirectusClient, DirectusError
 from integrations.models import (
@@ -27,6 +26,8 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
+from integrations.runs import engine
+from integrations.runs import sync as engine_api
 from tests.integrations.test_worker import (  # noqa: F401 (fixtures)
     broker,
     session_members,

@@ -23,7 +23,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from integrations import relay, tasks_inbound
+from integrations import tasks_inbound
 from integrations.clay import sender
 from integrations.directus.client import DirectusClient
 from integrations.models import (
@@ -39,7 +39,8 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.outbound import http
-from integrations.writeback import Writer, WriteRow
+from integrations.runs import relay
+from integrations.runs.writeback import Writer, WriteRow
 
 WB_DOMAIN = "kiln-wb-flow-live.example"
 BAD_COMPANY = 999999  # no such company: Directus answers INVALID_FOREIGN_KEY without naming the row

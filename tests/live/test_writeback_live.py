@@ -9,7 +9,7 @@ import pytest
 
 from integrations.directus.client import DirectusClient, DirectusError
 from integrations.outbound import http
-from integrations.writeback import Writer, WriteRow
+from integrations.runs.writeback import Writer, WriteRow
 
 WB_DOMAIN = "kiln-writeback-live.example"
 

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from integrations import sync as engine
+from integrations.runs import sync as engine
 
 
 class Command(BaseCommand):

@@ -4,8 +4,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations import sync as engine
 from integrations.models import Sync, SyncRun
+from integrations.runs import sync as engine
 
 
 class Command(BaseCommand):

@@ -20,9 +20,9 @@ rows, never one per row.
 import hashlib
 from collections import defaultdict
 
-from integrations import bulk
 from integrations.models import RowTrace, RowTraceEvent
 from integrations.outbound import http
+from integrations.runs import bulk
 
 ROW_ID_FIELD = "kiln_row_id"
 STAMP_FIELDS = (ROW_ID_FIELD, "kiln_sync", "kiln_collection", "kiln_directus_key")

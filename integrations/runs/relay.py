@@ -30,7 +30,6 @@ import queue
 
 from django.conf import settings
 
-from integrations import inbound, roundtrip
 from integrations.clay import webhook as clay
 from integrations.clay.sender import Job, Sender, excerpt
 from integrations.directus import flow_installer, flows
@@ -38,7 +37,8 @@ from integrations.directus.client import DirectusError
 from integrations.mapping import templates as mapping
 from integrations.models import DirectusConnection, InboundRoute, RowTrace, Sync
 from integrations.outbound import http, ratelimit
-from integrations.writeback import WriteOutcome
+from integrations.runs import inbound, roundtrip
+from integrations.runs.writeback import WriteOutcome
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from integrations import causes as row_causes
 from integrations.models import RowResult, RowTrace, SyncRun
+from integrations.runs import causes as row_causes
 
 RUNS_PER_PAGE = 50
 RESULTS_PER_PAGE = 100
@@ -212,7 +212,7 @@ def results_page(
     cause="",
 ) -> ResultsPage:
     """One page of a run's results as the filters ask: keyset-paged, or a bounded text search;
-    `cause` (integrations/causes.py) lists one group of the run page's headline."""
+    `cause` (integrations/runs/causes.py) lists one group of the run page's headline."""
     condition = row_causes.condition(cause) if cause else None
     if condition is not None:
         rows, prev_cursor, next_cursor = keyset_page(

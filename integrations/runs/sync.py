@@ -21,13 +21,14 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from integrations import notify, sources
+from integrations import notify
 from integrations.directus.client import DirectusError
-from integrations.engine import LeaseLost, Slice, lease_seconds
 from integrations.mapping import templates as mapping
 from integrations.models import ClayDestination, RowResult, Sync, SyncRun
 from integrations.outbound import http
 from integrations.query import drift
+from integrations.runs import sources
+from integrations.runs.engine import LeaseLost, Slice, lease_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def retry_failed_rows(run, *, started_by=None) -> SyncRun:
     if not run.failed:
         raise SyncError("This run has no failed rows to retry.")
     if run.sync.kind != Sync.Kind.DIRECTUS_TO_CLAY:
-        from integrations import inbound
+        from integrations.runs import inbound
 
         return inbound.retry_failed_rows(run, started_by=started_by)
     return start_run(run.sync, started_by=started_by, trigger=SyncRun.Trigger.RETRY, retry_of=run)

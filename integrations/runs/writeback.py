@@ -914,8 +914,8 @@ class Processor:
 
     def after_record(self, batch, outcomes, now):
         """Link rows that carry a kiln_row_id: enriched row received, then written (or not)."""
-        from integrations import inbound
         from integrations.models import RowTrace
+        from integrations.runs import inbound
 
         steps = []
         for item, outcome in zip(batch, outcomes, strict=True):

@@ -35,13 +35,14 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations import bulk, causes, notify, roundtrip, sources
+from integrations import notify
 from integrations.clay import webhook as clay
 from integrations.clay.sender import HELD, UNSENT, Job, RowOutcome, SenderProcess, backoff, excerpt
 from integrations.directus.client import DirectusError
 from integrations.mapping import templates as mapping
 from integrations.models import RowResult, RunDailyStat, SyncRowState, SyncRun, WebhookState
 from integrations.outbound import http
+from integrations.runs import bulk, causes, roundtrip, sources
 
 logger = logging.getLogger(__name__)
 

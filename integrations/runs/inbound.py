@@ -27,15 +27,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from integrations import jsontext, roundtrip
+from integrations import jsontext
 from integrations.clay import csvimport
-from integrations.engine import (
-    LeaseLost,
-    cancel_requested,
-    heartbeat_seconds,
-    lease_seconds,
-    record_daily_stat,
-)
 from integrations.mapping import columnmap
 from integrations.mapping import templates as mapping
 from integrations.models import (
@@ -48,6 +41,14 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.outbound import http
+from integrations.runs import roundtrip
+from integrations.runs.engine import (
+    LeaseLost,
+    cancel_requested,
+    heartbeat_seconds,
+    lease_seconds,
+    record_daily_stat,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def _lease_end():
 
 def claim(run_id: int, worker_id: str) -> SyncRun | None:
     """Take the run's lease as the engine does (free, or expired with its worker gone)."""
-    from integrations import sync
+    from integrations.runs import sync
 
     if not sync.claim(run_id, worker_id):
         return None
@@ -289,7 +290,7 @@ def start_route_run(route_id: int) -> SyncRun | None:
 def retry_failed_rows(run, started_by=None) -> SyncRun:
     """A new run over the rows of `run` that failed for good; sync.SyncError when it cannot be."""
     from integrations import tasks_inbound
-    from integrations.sync import SyncError
+    from integrations.runs.sync import SyncError
 
     if CsvUpload.objects.filter(run=run).exists():
         raise SyncError(
@@ -378,11 +379,11 @@ class RunWorker:
 
     def work(self) -> bool:
         if self.sync.kind == Sync.Kind.RELAY:
-            from integrations import relay
+            from integrations.runs import relay
 
             self.processor = relay.Processor(self.run, self.stop, heartbeat=self.heartbeat)
         else:
-            from integrations import writeback
+            from integrations.runs import writeback
 
             self.processor = writeback.Processor(self.run, self.stop, upload=self.upload)
         try:
@@ -429,7 +430,7 @@ class RunWorker:
         entries = self._route_mapping()
         if not entries:
             return self.processor.process(batch)
-        from integrations.writeback import WriteOutcome, excerpt
+        from integrations.runs.writeback import WriteOutcome, excerpt
 
         refused, ready = {}, []
         for index, row in enumerate(batch):
