@@ -1,5 +1,6 @@
 """Kiln settings: one file, every value read from the environment (see .env.example)."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -50,6 +51,9 @@ INSTALLED_APPS = [
     "console",
     "integrations",
 ]
+# The demo (seed_demo, the servers bin/dev starts) is in checkouts, not in the production image.
+if importlib.util.find_spec("demo") is not None:
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

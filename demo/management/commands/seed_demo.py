@@ -1,6 +1,6 @@
 """Create (or bring back to their demo settings) the objects that point at the demo servers.
 
-`bin/dev` runs this after starting `python -m integrations.demo` (unless KILN_DEMO=0): a
+`bin/dev` runs this after starting `python -m demo` (unless KILN_DEMO=0): a
 Directus connection, a Clay destination, a saved query, a clay_row template and a sync, so
 a fresh checkout can be clicked through. Running it again updates the same rows by name
 (URLs, tokens, settings) and creates nothing twice; run history and counters are kept.
@@ -11,7 +11,7 @@ import os
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from integrations import demo
+from demo import servers as demo
 from integrations.models import (
     ClayDestination,
     DirectusConnection,

@@ -1,4 +1,4 @@
-"""The quick start's demo servers (integrations/demo.py) and `manage.py seed_demo`."""
+"""The quick start's demo servers (demo/servers.py) and `manage.py seed_demo`."""
 
 import json
 
@@ -6,7 +6,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from integrations import demo
+from demo import servers as demo
 from integrations.directus.client import DirectusClient, DirectusError, check_connection
 from integrations.directus.schema import fetch_schema
 from integrations.models import (
@@ -19,8 +19,7 @@ from integrations.models import (
     Sync,
 )
 from integrations.runs import sync as engine_api
-
-from .syncfixtures import run_to_end
+from tests.integrations.syncfixtures import run_to_end
 
 
 @pytest.fixture(scope="module")

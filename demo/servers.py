@@ -1,6 +1,6 @@
 """The embedded quick start's demo servers: a small Directus and a Clay-like webhook sink.
 
-`bin/dev` runs them (`python -m integrations.demo`) so a fresh checkout can be clicked
+`bin/dev` runs them (`python -m demo`) so a fresh checkout can be clicked
 through with no outside service: test the "Demo Directus" connection, build queries against
 its schema, run the "Published articles → Clay" sync and watch the rows arrive at the sink.
 

@@ -1,0 +1,5 @@
+import sys
+
+from demo.servers import main
+
+sys.exit(main())
