@@ -1,4 +1,8 @@
-"""Thin Celery tasks: they take ids, re-fetch, and call one domain function."""
+"""Thin Celery tasks: they take ids, re-fetch, and call one domain function.
+
+Task names are what queued messages and beat's schedule carry, so they never change: the
+inbound, write-back and relay tasks keep the names they had in their own module.
+"""
 
 import logging
 import os
@@ -10,9 +14,13 @@ from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from integrations import notify
-from integrations.runs import sync
+from integrations.runs import inbound, sync
 
 logger = logging.getLogger(__name__)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _slice_seconds() -> float:
@@ -24,10 +32,8 @@ def _slice_seconds() -> float:
 @shared_task(acks_late=True, ignore_result=True)
 def run_sync_slice(run_id: int) -> None:
     if not sync.is_engine_run(run_id):  # a write-back or relay run: its own slice worker
-        from integrations import tasks_inbound
-
-        return tasks_inbound.run_inbound_slice(run_id)
-    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        return run_inbound_slice(run_id)
+    worker_id = _worker_id()
     while sync.execute_slice(run_id, worker_id=worker_id, max_seconds=_slice_seconds()):
         try:
             run_sync_slice.delay(run_id)
@@ -69,5 +75,22 @@ def ping() -> str:
     return "pong"
 
 
-# Write-back, inbound and relay tasks live in their own module; import it so workers register them.
-from integrations import tasks_inbound  # noqa: E402, F401
+
+# Inbound routes, CSV write-back and relay runs.
+# acks_late: a redelivered message finds the run claimed (lease) or done, and does nothing.
+@shared_task(name="integrations.tasks_inbound.run_inbound_slice", acks_late=True, ignore_result=True)
+def run_inbound_slice(run_id: int) -> None:
+    if inbound.execute(run_id, _worker_id(), _slice_seconds()):
+        run_inbound_slice.delay(run_id)
+
+
+@shared_task(name="integrations.tasks_inbound.process_route", acks_late=True, ignore_result=True)
+def process_route(route_id: int) -> None:
+    run = inbound.start_route_run(route_id)
+    if run is not None:
+        run_inbound_slice(run.pk)
+
+
+@shared_task(name="integrations.tasks_inbound.sweep_inbound", ignore_result=True)
+def sweep_inbound() -> dict:
+    return inbound.sweep()

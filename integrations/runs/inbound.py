@@ -188,10 +188,10 @@ def wake(route_id: int) -> bool:
         if not cache.add(f"kiln:inbound:wake:{route_id}", 1, WAKE_DEBOUNCE_SECONDS):
             recent_wakes[route_id] = now
             return False  # one already queued: it will see these rows too
-        from integrations import tasks_inbound
+        from integrations import tasks
 
         # A short countdown lets a burst of one-row requests become one batch.
-        tasks_inbound.process_route.apply_async((route_id,), countdown=1, retry=False)
+        tasks.process_route.apply_async((route_id,), countdown=1, retry=False)
         recent_wakes[route_id] = now
         return True
     except Exception as exc:  # the broker or cache is down: rows are stored, sweep() finds them
@@ -262,9 +262,9 @@ def start_csv_run(upload: CsvUpload, started_by=None) -> SyncRun:
             lease_expires_at=_lease_end(),
         )
         CsvUpload.objects.filter(pk=upload.pk).update(run=run)
-        from integrations import tasks_inbound
+        from integrations import tasks
 
-        tasks_inbound.run_inbound_slice.delay_on_commit(run.pk)
+        tasks.run_inbound_slice.delay_on_commit(run.pk)
     return run
 
 
@@ -289,7 +289,7 @@ def start_route_run(route_id: int) -> SyncRun | None:
 
 def retry_failed_rows(run, started_by=None) -> SyncRun:
     """A new run over the rows of `run` that failed for good; sync.SyncError when it cannot be."""
-    from integrations import tasks_inbound
+    from integrations import tasks
     from integrations.runs.sync import SyncError
 
     if CsvUpload.objects.filter(run=run).exists():
@@ -321,7 +321,7 @@ def retry_failed_rows(run, started_by=None) -> SyncRun:
             lease_expires_at=_lease_end(),
         )
         failed.update(run=retry, status=InboundRow.Status.PENDING, next_attempt_at=None)
-        tasks_inbound.run_inbound_slice.delay_on_commit(retry.pk)
+        tasks.run_inbound_slice.delay_on_commit(retry.pk)
     return retry
 
 
@@ -653,7 +653,7 @@ def _nothing_mapped(entries, data) -> str:
 
 def sweep() -> dict:
     """Periodic: wake routes with rows waiting (runs whose worker died: sync.resume_stale_runs)."""
-    from integrations import tasks_inbound
+    from integrations import tasks
 
     now, woken = timezone.now(), 0
     # Rows held by a run that ended without them (it failed) wait for the next run.
@@ -670,7 +670,7 @@ def sweep() -> dict:
         .distinct()
     )
     for route_id in due:
-        tasks_inbound.process_route.delay(route_id)
+        tasks.process_route.delay(route_id)
         woken += 1
     return {"woken": woken}
 

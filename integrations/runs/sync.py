@@ -253,7 +253,7 @@ def resume_stale_runs() -> int:
     Each run goes to the slice task of its kind: Directus → Clay runs to this engine,
     write-back and relay runs to inbound.execute.
     """
-    from integrations import tasks, tasks_inbound
+    from integrations import tasks
 
     now = timezone.now()
     resumed = 0
@@ -267,7 +267,7 @@ def resume_stale_runs() -> int:
             task = (
                 tasks.run_sync_slice
                 if kind == Sync.Kind.DIRECTUS_TO_CLAY
-                else tasks_inbound.run_inbound_slice
+                else tasks.run_inbound_slice
             )
             task.delay(run_id)
             resumed += 1

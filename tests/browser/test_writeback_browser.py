@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console.models import User
-from integrations import tasks_inbound
+from integrations import tasks
 from integrations.directus.client import DirectusClient
 from integrations.models import (
     CsvUpload,
@@ -92,7 +92,7 @@ def thread_worker(monkeypatch, settings):
     def work(run_id):
         try:
             go.wait(timeout=30)
-            tasks_inbound.run_inbound_slice(run_id)
+            tasks.run_inbound_slice(run_id)
         finally:
             connection.close()
 
@@ -102,7 +102,7 @@ def thread_worker(monkeypatch, settings):
         thread.start()
 
     # delay_on_commit (what the confirm calls) calls .delay once the run is committed.
-    monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay", delay)
+    monkeypatch.setattr(tasks.run_inbound_slice, "delay", delay)
     yield go
     go.set()
     for thread in threads:

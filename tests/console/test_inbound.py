@@ -11,7 +11,7 @@ import respx
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import tasks, tasks_inbound
+from integrations import tasks
 from integrations.models import (
     DirectusConnection,
     InboundReceipt,
@@ -34,13 +34,13 @@ def queued(monkeypatch):
     """Record what would go to the broker instead of sending it."""
     calls = []
     monkeypatch.setattr(
-        tasks_inbound.process_route, "apply_async", lambda *a, **k: calls.append(("route", a, k))
+        tasks.process_route, "apply_async", lambda *a, **k: calls.append(("route", a, k))
     )
     monkeypatch.setattr(
-        tasks_inbound.process_route, "delay", lambda *a: calls.append(("route", a, {}))
+        tasks.process_route, "delay", lambda *a: calls.append(("route", a, {}))
     )
     monkeypatch.setattr(
-        tasks_inbound.run_inbound_slice, "delay", lambda *a: calls.append(("slice", a, {}))
+        tasks.run_inbound_slice, "delay", lambda *a: calls.append(("slice", a, {}))
     )
     return calls
 
@@ -277,7 +277,7 @@ def test_the_endpoint_answers_when_the_broker_is_down(client, monkeypatch):
     def broker_down(*args, **kwargs):
         raise ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
 
-    monkeypatch.setattr(tasks_inbound.process_route, "apply_async", broker_down)
+    monkeypatch.setattr(tasks.process_route, "apply_async", broker_down)
     response = post(client, route, {"email": "a@x.example"}, secret)
     assert response.status_code == 202
     assert InboundRow.objects.filter(status="pending").count() == 1
@@ -300,7 +300,7 @@ def test_rows_that_arrive_while_workers_are_down_wait_and_are_written_once_they_
     assert inbound.sweep()["woken"] == 1
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
     run = SyncRun.objects.get(sync=route.sync)
     assert run.status == "succeeded" and run.trigger == "inbound"
     assert (run.total, run.sent, run.failed) == (31, 31, 0)
@@ -327,7 +327,7 @@ def test_a_row_directus_refuses_is_kept_with_its_reason_and_others_are_written(c
     )
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
     run = SyncRun.objects.get()
     assert (run.sent, run.failed, run.status) == (1, 2, "partly_failed")
     codes = set(
@@ -346,7 +346,7 @@ def test_directus_down_makes_rows_retry_later_not_fail(client, queued):
 
         router.route(host="directus.test").mock(side_effect=httpx.ConnectError("refused"))
         inbound_module = inbound
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
     row = InboundRow.objects.get()
     assert row.status == "retrying" and row.next_attempt_at and row.run_id is None
     assert inbound_module.replay(InboundRow.objects.all()) == 1
@@ -367,7 +367,7 @@ def test_a_crashed_run_is_taken_over_after_its_lease_and_its_rows_are_not_lost(c
     )
     # The engine's periodic resume hands it to the write-back slice worker, not its own.
     with (
-        mock.patch.object(tasks_inbound.run_inbound_slice, "delay") as inbound_delay,
+        mock.patch.object(tasks.run_inbound_slice, "delay") as inbound_delay,
         mock.patch.object(tasks.run_sync_slice, "delay") as engine_delay,
     ):
         assert sync.resume_stale_runs() == 1
@@ -375,7 +375,7 @@ def test_a_crashed_run_is_taken_over_after_its_lease_and_its_rows_are_not_lost(c
     engine_delay.assert_not_called()
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        tasks_inbound.run_inbound_slice(run.pk)
+        tasks.run_inbound_slice(run.pk)
     run.refresh_from_db()
     assert run.status == "succeeded" and run.sent == 5
     assert RowResult.objects.filter(run=run).count() == 5
@@ -400,7 +400,7 @@ def test_an_enriched_row_carrying_a_kiln_row_id_is_linked_to_its_trace(client, q
     post(client, route, {"email": "a@x.example", "kiln_row_id": "kr_test_1", "score": 3}, secret)
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
     trace = RowTrace.objects.get()
     assert trace.step == "written" and trace.ok
     assert list(trace.events.values_list("step", flat=True)) == [
@@ -433,7 +433,7 @@ def test_a_route_with_a_mapping_takes_clays_column_names_and_writes_the_fields(c
     assert post(client, route, sent, secret).status_code == 202
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
     run = SyncRun.objects.get()
     assert (run.sent, run.failed) == (2, 0)
     created = fake.by_email("ada@x.example")
@@ -458,7 +458,7 @@ def test_a_value_that_does_not_cast_fails_its_row_naming_column_value_and_type(c
     post(client, route, sent, secret)
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
     run = SyncRun.objects.get()
     assert (run.sent, run.failed) == (1, 1)
     failed = InboundRow.objects.get(status="failed")
@@ -479,7 +479,7 @@ def test_a_row_with_none_of_the_mapped_columns_fails_saying_what_it_has(client, 
     post(client, route, {"E-mail address": "a@x.example"}, secret)
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
     row = InboundRow.objects.get()
     assert row.status == "failed"
     assert '"E-mail address"' in row.last_error and '"Email"' in row.last_error
@@ -487,7 +487,7 @@ def test_a_row_with_none_of_the_mapped_columns_fails_saying_what_it_has(client, 
 
 
 def test_a_burst_of_requests_queues_one_wake_up_and_asks_the_cache_once(monkeypatch):
-    from integrations import tasks_inbound
+    from integrations import tasks
     from integrations.runs import inbound
 
     class Cache:
@@ -502,7 +502,7 @@ def test_a_burst_of_requests_queues_one_wake_up_and_asks_the_cache_once(monkeypa
 
     queued = []
     monkeypatch.setattr(
-        tasks_inbound.process_route, "apply_async", lambda args, **kw: queued.append(args)
+        tasks.process_route, "apply_async", lambda args, **kw: queued.append(args)
     )
     monkeypatch.setattr(inbound, "cache", Cache())
     assert inbound.wake(7) is True

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bench.fakes import FakeSink
-from integrations import tasks, tasks_inbound
+from integrations import tasks
 from integrations.clay import sender
 from integrations.models import (
     CsvUpload,
@@ -35,9 +35,9 @@ def queued(monkeypatch, settings):
     settings.KILN_RATE_LIMIT_REDIS_URL = ""
     monkeypatch.setattr(sender, "RETRY_BASE_SECONDS", 0.01)
     calls = []
-    monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay_on_commit", calls.append)
-    monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay", calls.append)
-    monkeypatch.setattr(tasks_inbound.process_route, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr(tasks.run_inbound_slice, "delay_on_commit", calls.append)
+    monkeypatch.setattr(tasks.run_inbound_slice, "delay", calls.append)
+    monkeypatch.setattr(tasks.process_route, "apply_async", lambda *a, **k: None)
     return calls
 
 
@@ -89,7 +89,7 @@ def test_a_write_back_run_whose_worker_died_is_resumed_by_its_own_worker(queued)
     assert queued == [run.pk]
     with respx.mock(assert_all_called=False) as router:
         FakeLeads().mount(router)
-        tasks_inbound.run_inbound_slice(run.pk)
+        tasks.run_inbound_slice(run.pk)
     run.refresh_from_db()
     assert (run.status, run.sent, run.slices) == ("succeeded", 1, 2)
 
@@ -113,7 +113,7 @@ def test_retry_failed_rows_of_a_relay_run_sends_those_events_again(operator_clie
             for k, t in ((505, "A"), (506, "B"))
         ]
         inbound.accept(route, events, size=100, relay=True)
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
         first = SyncRun.objects.get()
         assert (first.status, first.sent, first.failed) == ("partly_failed", 1, 1)
 
@@ -122,7 +122,7 @@ def test_retry_failed_rows_of_a_relay_run_sends_those_events_again(operator_clie
         assert response.url == reverse("console:run-detail", args=[retry.pk])
         assert (retry.retry_of_id, retry.trigger, retry.expected_total) == (first.pk, "retry", 1)
         assert queued == [retry.pk]
-        tasks_inbound.run_inbound_slice(retry.pk)
+        tasks.run_inbound_slice(retry.pk)
         assert sink.accepted["505"] == 1 and sink.accepted["506"] == 1
     retry.refresh_from_db()
     assert (retry.status, retry.sent, retry.total) == ("succeeded", 1, 1)
@@ -183,7 +183,7 @@ def test_a_relay_batch_keeps_its_lease_while_clay_makes_it_wait(queued, monkeypa
             router.route(host="directus.test").mock(
                 return_value=httpx.Response(200, json={"data": []})
             )
-            tasks_inbound.run_inbound_slice(run.pk)
+            tasks.run_inbound_slice(run.pk)
     run.refresh_from_db()
     assert run.status == "succeeded"
     assert len(seen) >= 2 and seen[-1] > seen[0]  # extended while waiting for the slow answer

@@ -6,7 +6,7 @@ import respx
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from integrations import tasks_inbound
+from integrations import tasks
 from integrations.models import (
     AuditEvent,
     CsvUpload,
@@ -73,7 +73,7 @@ def test_upload_preview_map_confirm_writes_every_row_with_its_result(
 ):
     queued = []
     monkeypatch.setattr(
-        tasks_inbound.run_inbound_slice, "delay_on_commit", lambda run_id: queued.append(run_id)
+        tasks.run_inbound_slice, "delay_on_commit", lambda run_id: queued.append(run_id)
     )
     response = upload(operator_client, sync)
     csv_upload = CsvUpload.objects.get()
@@ -123,7 +123,7 @@ def test_upload_preview_map_confirm_writes_every_row_with_its_result(
     fake = FakeLeads([{"email": "known@x.example", "score": 1}])
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        tasks_inbound.run_inbound_slice(run.pk)
+        tasks.run_inbound_slice(run.pk)
     run.refresh_from_db()
     assert (run.status, run.total, run.sent, run.failed) == ("partly_failed", 4, 2, 2)
     results = {r.row_key.split(" ")[1]: r for r in RowResult.objects.filter(run=run)}

@@ -8,7 +8,7 @@ import respx
 from django.urls import reverse
 
 from bench.fakes import FakeSink
-from integrations import tasks_inbound
+from integrations import tasks
 from integrations.clay import sender
 from integrations.models import (
     ClayDestination,
@@ -64,7 +64,7 @@ def test_events_become_rows():
 def fast(monkeypatch, settings):
     monkeypatch.setattr(sender, "RETRY_BASE_SECONDS", 0.01)
     settings.KILN_RATE_LIMIT_REDIS_URL = ""
-    monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay", lambda *a: None)
+    monkeypatch.setattr(tasks.run_inbound_slice, "delay", lambda *a: None)
 
 
 def make_relay(sink):
@@ -111,7 +111,7 @@ def test_an_update_is_sent_as_the_whole_item_with_a_kiln_row_id_after_429s(fast)
         inbound.accept(route, [event], size=100, relay=True)
         with respx.mock(assert_all_called=False) as router:
             directus_answers(router)
-            tasks_inbound.process_route(route.pk)
+            tasks.process_route(route.pk)
         assert sink.accepted["505"] == 1 and sink.received["505"] == 3
         body = (
             json.loads(sink.bodies[-1])
@@ -141,11 +141,11 @@ def test_a_delivery_that_keeps_failing_is_kept_and_can_be_replayed(fast):
         inbound.accept(route, [event], size=100, relay=True)
         with respx.mock(assert_all_called=False) as router:
             directus_answers(router)
-            tasks_inbound.process_route(route.pk)
+            tasks.process_route(route.pk)
             row = InboundRow.objects.get()
             assert row.status == "failed" and "400" in row.last_error
             assert inbound.replay(InboundRow.objects.all()) == 1
-            tasks_inbound.process_route(route.pk)
+            tasks.process_route(route.pk)
         assert sink.accepted["505"] == 1
     assert InboundRow.objects.get().status == "done"
     assert [r.status for r in SyncRun.objects.order_by("id")] == ["failed", "succeeded"]
@@ -246,7 +246,7 @@ def test_a_change_made_by_kilns_write_back_is_skipped_as_own_write_and_others_ar
         inbound.accept(route, events, size=100, relay=True)
         with respx.mock(assert_all_called=False) as router:
             me = directus_with_users(router)
-            tasks_inbound.process_route(route.pk)
+            tasks.process_route(route.pk)
         assert sent_keys(sink) == ["2", "3", "4"]
         assert me.call_count == 1  # asked once, then stored
     writer.connection.refresh_from_db()
@@ -278,7 +278,7 @@ def test_the_route_option_relays_kilns_own_writes_too(fast):
         inbound.accept(route, [flow_event(1, KILN_USER)], size=100, relay=True)
         with respx.mock(assert_all_called=False) as router:
             me = directus_with_users(router)
-            tasks_inbound.process_route(route.pk)
+            tasks.process_route(route.pk)
         assert sent_keys(sink) == ["1"] and me.call_count == 0
     run = SyncRun.objects.get()
     assert (run.sent, run.skipped) == (1, 0)
@@ -302,7 +302,7 @@ def test_only_write_back_connections_to_the_same_directus_count(fast):
         )
         with respx.mock(assert_all_called=False) as router:
             directus_with_users(router)
-            tasks_inbound.process_route(route.pk)
+            tasks.process_route(route.pk)
         assert sent_keys(sink) == ["1", "2"]
     assert relay.writeback_user_ids(BASE) == {"someone-else"}
 
@@ -316,7 +316,7 @@ def test_when_directus_cannot_say_who_kiln_writes_as_the_event_waits_and_nothing
         )
         with respx.mock(assert_all_called=False) as router:
             me = directus_with_users(router, me_status=503)
-            tasks_inbound.process_route(route.pk)
+            tasks.process_route(route.pk)
         assert sink.total_received == 0
         assert me.call_count >= 1
     rows = InboundRow.objects.order_by("id")
@@ -334,7 +334,7 @@ def test_a_write_back_token_directus_refuses_is_left_out_and_events_are_relayed(
         inbound.accept(route, [flow_event(1, KILN_USER)], size=100, relay=True)
         with respx.mock(assert_all_called=False) as router:
             directus_with_users(router, me_status=401)
-            tasks_inbound.process_route(route.pk)
+            tasks.process_route(route.pk)
         assert sent_keys(sink) == ["1"]
 
 
@@ -351,7 +351,7 @@ def test_the_template_can_read_the_accountability(fast):
         inbound.accept(route, [flow_event(2, PERSON)], size=100, relay=True)
         with respx.mock(assert_all_called=False) as router:
             directus_with_users(router)
-            tasks_inbound.process_route(route.pk)
+            tasks.process_route(route.pk)
         (body,) = bodies(sink)
     assert (body["by"], body["e"], body["kiln_directus_key"]) == (
         PERSON,
@@ -364,7 +364,7 @@ def test_the_template_can_read_the_accountability(fast):
 def test_the_relay_endpoint_takes_the_trigger_with_its_accountability_and_the_bare_trigger(
     client, fast, monkeypatch
 ):
-    monkeypatch.setattr(tasks_inbound.process_route, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr(tasks.process_route, "apply_async", lambda *a, **k: None)
     with FakeSink(key_field="id", token=CLAY_TOKEN) as sink:
         route = make_relay(sink)
     secret = route.rotate()

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from bench.fakes import FakeSink
-from integrations import tasks_inbound
+from integrations import tasks
 from integrations.models import DirectusConnection, InboundRoute, RowTrace, Secret, Sync, SyncRun
 from integrations.runs import roundtrip
 from integrations.runs import sync as engine_api
@@ -119,7 +119,7 @@ def write_back_route(db):
 def test_the_enriched_row_coming_back_completes_the_timeline(
     directus, sink, write_back_route, client, viewer_client, monkeypatch
 ):
-    monkeypatch.setattr(tasks_inbound.process_route, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr(tasks.process_route, "apply_async", lambda *a, **k: None)
     sink.keep_bodies = True
     sync = make_sync(directus, sink)
     run = run_to_end(engine_api.start_run(sync))
@@ -139,7 +139,7 @@ def test_the_enriched_row_coming_back_completes_the_timeline(
     fake = FakeLeads()
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
     assert fake.by_email("author7@example.com")["score"] == 88
 
     trace = RowTrace.objects.get(kiln_row_id=rid)
@@ -196,7 +196,7 @@ def test_a_csv_export_with_the_kiln_row_id_column_links_its_rows(
     from integrations.models import CsvUpload
     from integrations.runs import inbound
 
-    monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay_on_commit", lambda *a: None)
+    monkeypatch.setattr(tasks.run_inbound_slice, "delay_on_commit", lambda *a: None)
     route, _ = write_back_route
     rid = roundtrip.row_id_for(99, "17")
     roundtrip.start_traces(route.sync, "leads", [("17", rid)])

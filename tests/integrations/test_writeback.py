@@ -737,14 +737,14 @@ def test_an_update_by_key_has_the_same_outcome_alone_and_in_a_batch():
 
 @pytest.mark.django_db
 def test_a_write_back_run_learns_the_batch_limit_once_for_all_its_slices(monkeypatch, settings):
-    from integrations import tasks_inbound
+    from integrations import tasks
     from integrations.models import DirectusConnection, InboundRoute, Secret, Sync, SyncRun
     from integrations.runs import inbound
 
     settings.KILN_RATE_LIMIT_REDIS_URL = ""
-    monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay_on_commit", lambda *a: None)
-    monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay", lambda *a: None)
-    monkeypatch.setattr(tasks_inbound.process_route, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr(tasks.run_inbound_slice, "delay_on_commit", lambda *a: None)
+    monkeypatch.setattr(tasks.run_inbound_slice, "delay", lambda *a: None)
+    monkeypatch.setattr(tasks.process_route, "apply_async", lambda *a, **k: None)
     monkeypatch.setattr(inbound, "BATCH_ROWS", 20)
     record = inbound.RunWorker._record
 

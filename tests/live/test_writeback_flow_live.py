@@ -23,7 +23,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from integrations import tasks_inbound
+from integrations import tasks
 from integrations.clay import sender
 from integrations.directus.client import DirectusClient
 from integrations.models import (
@@ -75,9 +75,9 @@ def fast(settings, monkeypatch):
     settings.KILN_RATE_LIMIT_REDIS_URL = ""
     monkeypatch.setattr(sender, "RETRY_BASE_SECONDS", 0.05)
     queued = []
-    monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay_on_commit", queued.append)
-    monkeypatch.setattr(tasks_inbound.run_inbound_slice, "delay", queued.append)
-    monkeypatch.setattr(tasks_inbound.process_route, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr(tasks.run_inbound_slice, "delay_on_commit", queued.append)
+    monkeypatch.setattr(tasks.run_inbound_slice, "delay", queued.append)
+    monkeypatch.setattr(tasks.process_route, "apply_async", lambda *a, **k: None)
     return queued
 
 
@@ -143,7 +143,7 @@ def test_a_csv_upload_upserts_leads_by_email_and_the_split_isolates_the_bad_row(
     response = operator_client.post(reverse("console:writeback-upload-confirm", args=[upload.pk]))
     run = SyncRun.objects.get()
     assert fast == [run.pk]
-    tasks_inbound.run_inbound_slice(run.pk)  # the worker's slice, inline
+    tasks.run_inbound_slice(run.pk)  # the worker's slice, inline
 
     run.refresh_from_db()
     assert (run.status, run.total, run.sent, run.failed) == ("partly_failed", 5, 3, 2)
@@ -199,7 +199,7 @@ def test_rows_posted_to_the_inbound_endpoint_are_upserted_and_one_bad_row_is_iso
     again = post_rows(client, route, secret, rows[:3])
     assert again.status_code == 202 and again.json()["duplicates"] == 3
 
-    tasks_inbound.process_route(route.pk)
+    tasks.process_route(route.pk)
 
     run = SyncRun.objects.get()
     assert (run.status, run.total, run.sent, run.failed) == ("partly_failed", 32, 31, 1)
@@ -228,7 +228,7 @@ def test_the_read_only_tokens_failures_are_explained_on_the_run(
     post_rows(
         client, route, secret, [{"email": f"ro-{n}@{WB_DOMAIN}", "score": n} for n in range(3)]
     )
-    tasks_inbound.process_route(route.pk)
+    tasks.process_route(route.pk)
     run = SyncRun.objects.get()
     assert (run.status, run.failed) == ("failed", 3)
     result = RowResult.objects.filter(run=run).first()
@@ -330,7 +330,7 @@ def test_an_installed_relay_forwards_created_and_updated_articles_through_429s(
             lambda: InboundRow.objects.filter(route=route).exists(),
             "the create event reaching Kiln",
         )
-        tasks_inbound.process_route(route.pk)  # the worker, inline: it waits out the 429s
+        tasks.process_route(route.pk)  # the worker, inline: it waits out the 429s
         created = wait_for(
             lambda: [b for b in sink.bodies if b.get("slug") == slug],
             "the article reaching the sink",
@@ -345,7 +345,7 @@ def test_an_installed_relay_forwards_created_and_updated_articles_through_429s(
             lambda: InboundRow.objects.filter(route=route).count() == 2,
             "the update event reaching Kiln",
         )
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
         updated = wait_for(
             lambda: [b for b in sink.bodies if b.get("slug") == slug and b.get("views") == 42],
             "the updated article reaching the sink",
@@ -468,7 +468,7 @@ def test_kilns_own_write_back_is_not_relayed_to_clay_but_an_edit_with_another_to
         assert stored["accountability"]["user"] == user_id
         assert stored["trigger"]["collection"] == collection
 
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
 
         run = SyncRun.objects.get(sync=relay_sync)
         assert (run.status, run.total, run.sent, run.skipped, run.failed) == (
@@ -491,7 +491,7 @@ def test_kilns_own_write_back_is_not_relayed_to_clay_but_an_edit_with_another_to
             lambda: InboundRow.objects.filter(route=route).count() == own_events + 1,
             "the admin's edit reaching Kiln",
         )
-        tasks_inbound.process_route(route.pk)
+        tasks.process_route(route.pk)
         bodies = wait_for(lambda: list(sink.bodies), "the admin's edit reaching the sink")
         assert len(bodies) == 1
         assert (bodies[0]["email"], bodies[0]["score"], bodies[0]["kiln_directus_key"]) == (
