@@ -1,4 +1,4 @@
-# The project's virtualenv, shared by bin/dev and bin/test. Sourced, never run:
+# The project's virtualenv, shared by bin/dev, bin/test and bin/lock. Sourced, never run:
 # the sourcing script sets ROOT (the repository, also its working directory) and SCRIPT (its
 # own name for messages, e.g. "bin/test").
 # shellcheck shell=bash
@@ -26,28 +26,19 @@ create_venv() {
   fi
 }
 
-# Install pyproject.toml's dependencies (plus the named extra) straight from the file: the
-# project has no package of its own to build, and this leaves no *.egg-info in the tree.
-# Reinstalls only when pyproject.toml changed since the last install into this venv.
+# Install the lockfile for the named extra: requirements.lock for none (what production runs),
+# requirements-test.lock for "test". Every file is pinned and hashed (bin/lock writes both
+# from pyproject.toml). Reinstalls only when that lockfile changed since the last install into
+# this venv; packages a lockfile no longer lists stay installed until .venv is recreated.
 ensure_venv() {
-  local extra="$1" stamp="$VENV/.kiln-installed${1:+-$1}"
+  local extra="$1" lock="requirements${1:+-$1}.lock" stamp="$VENV/.kiln-installed${1:+-$1}"
   create_venv
   local want
-  want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  want="$(sha256sum "$lock" | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "==> Installing dependencies from pyproject.toml${extra:+ (with [$extra])}"
-    "$VENV/bin/python" - "$extra" > "$VENV/kiln-requirements.txt" <<'PYEOF'
-import sys
-import tomllib
-
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-requirements = list(project["dependencies"])
-if sys.argv[1]:
-    requirements += project["optional-dependencies"][sys.argv[1]]
-print("\n".join(requirements))
-PYEOF
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-      -r "$VENV/kiln-requirements.txt"
+    echo "==> Installing dependencies from $lock"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes \
+      -r "$lock"
     echo "$want" > "$stamp"
   fi
 }
