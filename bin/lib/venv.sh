@@ -31,7 +31,7 @@ create_venv() {
 # from pyproject.toml). Reinstalls only when that lockfile changed since the last install into
 # this venv; packages a lockfile no longer lists stay installed until .venv is recreated.
 ensure_venv() {
-  local extra="$1" lock="requirements${1:+-$1}.lock" stamp="$VENV/.kiln-installed${1:+-$1}"
+  local lock="requirements${1:+-$1}.lock" stamp="$VENV/.kiln-installed${1:+-$1}"
   create_venv
   local want
   want="$(sha256sum "$lock" | cut -d' ' -f1)"
