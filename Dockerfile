@@ -10,10 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 1000 --user-group kiln
 WORKDIR /app
 
-# Dependencies first, from pyproject.toml alone, so code changes reuse this layer.
-# (The project installs no packages of its own: `[tool.setuptools] packages = []`.)
-COPY pyproject.toml ./
-RUN pip install .
+# Dependencies first, from the lockfile alone, so code changes reuse this layer: the versions
+# the tests ran (bin/lock writes it from pyproject.toml), each file checked against its hash.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 # Only what runs in production: never .env, var/ (dev.env, SQLite), .venv, tests or bench.
 COPY --chown=kiln:kiln manage.py ./

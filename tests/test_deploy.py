@@ -1,4 +1,5 @@
-"""The production shape: docker-compose.yml is valid Compose, settings pass `check --deploy`."""
+"""The production shape: docker-compose.yml is valid Compose, settings pass `check --deploy`,
+the lockfiles agree with pyproject.toml."""
 
 import json
 import os
@@ -6,12 +7,16 @@ import re
 import secrets
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 from cryptography.fernet import Fernet
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = Path(__file__).resolve().parent / "fixtures" / "compose-spec.json"
@@ -145,3 +150,96 @@ def test_the_database_pool_is_turned_on_for_postgresql(tmp_path):
         env=env,
     )
     assert shown.stdout.split() == ["10", "0"], shown.stderr
+
+
+# requirements.lock (production, bin/dev) and requirements-test.lock (bin/test, CI), both
+# written by bin/lock from pyproject.toml: each lock and the extras it covers.
+LOCKS = {"requirements.lock": (), "requirements-test.lock": ("test",)}
+PYPROJECT_VIA = "kiln (pyproject.toml)"
+
+
+def parse_lock(text):
+    """{name: (version, hashes, via)} from uv's `pip compile --generate-hashes` output."""
+    locked, name = {}, None
+    for line in text.splitlines():
+        pin = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
+        if pin:
+            name = canonicalize_name(pin.group(1))
+            locked[name] = (Version(pin.group(2)), [], [])
+        elif name and (hashed := re.match(r"\s+--hash=(\S+)", line)):
+            locked[name][1].append(hashed.group(1))
+        elif name and (via := re.match(r"\s+#\s+(?:via\s+)?(\S.*)", line)):
+            if via.group(1) != "via":
+                locked[name][2].append(via.group(1).strip())
+    return locked
+
+
+def lock_problems(pyproject_text, lock_text, extras):
+    """Every way a lock disagrees with pyproject.toml's dependencies (plus the extras)."""
+    project = tomllib.loads(pyproject_text)["project"]
+    wanted = list(project["dependencies"])
+    for extra in extras:
+        wanted += project["optional-dependencies"][extra]
+    locked = parse_lock(lock_text)
+    problems, names = [], set()
+    for requirement in map(Requirement, wanted):
+        if requirement.marker and not requirement.marker.evaluate({"python_version": "3.11"}):
+            continue
+        name = canonicalize_name(requirement.name)
+        names.add(name)
+        if name not in locked:
+            problems.append(f"{requirement} is not in the lock")
+        elif not requirement.specifier.contains(locked[name][0], prereleases=True):
+            problems.append(f"{requirement} is locked at {locked[name][0]}")
+    for name, (version, hashes, via) in locked.items():
+        if PYPROJECT_VIA in via and name not in names:
+            problems.append(f"{name}=={version} is locked for a requirement pyproject.toml dropped")
+        if not hashes:
+            problems.append(f"{name}=={version} has no hash (pip --require-hashes refuses it)")
+    return problems
+
+
+@pytest.mark.parametrize(("lock", "extras"), LOCKS.items())
+def test_the_lock_pins_what_pyproject_requires(lock, extras):
+    problems = lock_problems(
+        (ROOT / "pyproject.toml").read_text(), (ROOT / lock).read_text(), extras
+    )
+    assert not problems, f"{lock} is out of date (run bin/lock): {problems}"
+
+
+def test_a_lock_that_disagrees_with_pyproject_is_caught():
+    """The check above can fail: a range the pin misses, a missing pin, a dropped dependency."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    lock = (ROOT / "requirements.lock").read_text()
+    assert lock_problems(pyproject, lock, ()) == []
+    django = re.search(r'"Django[^"]*"', pyproject).group(0)
+
+    narrowed = pyproject.replace(django, '"Django>=99"')
+    assert any("is locked at" in p for p in lock_problems(narrowed, lock, ()))
+    added = pyproject.replace(django, f'{django}, "not-a-kiln-dependency>=1"')
+    assert lock_problems(added, lock, ()) == ["not-a-kiln-dependency>=1 is not in the lock"]
+    dropped = pyproject.replace(f"{django},", "")
+    assert lock_problems(dropped, lock, ()) == [
+        f"django=={parse_lock(lock)['django'][0]} is locked for a requirement pyproject.toml dropped"
+    ]
+    assert lock_problems(pyproject, lock, ("test",))  # the test extra is not in this lock
+
+
+def test_production_runs_the_versions_the_tests_ran():
+    production = parse_lock((ROOT / "requirements.lock").read_text())
+    tested = parse_lock((ROOT / "requirements-test.lock").read_text())
+    differ = {
+        name: (pin[0], tested.get(name, (None,))[0])
+        for name, pin in production.items()
+        if name not in tested or tested[name][:2] != pin[:2]
+    }
+    assert not differ, (
+        f"requirements.lock differs from requirements-test.lock (run bin/lock): {differ}"
+    )
+    assert "pytest" not in production
+
+
+def test_the_image_installs_the_lock_with_hashes_checked():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY requirements.lock ./" in dockerfile
+    assert "RUN pip install --require-hashes -r requirements.lock" in dockerfile

@@ -13,7 +13,6 @@ excerpt filled in): nothing was sent, so "sent" would be a lie.
 import logging
 from datetime import timedelta
 
-from cron_descriptor import get_description
 from cronsim import CronSim, CronSimError
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
@@ -301,10 +300,10 @@ def describe_schedule(cron: str) -> str:
     if not cron:
         return "Not scheduled"
     try:
-        CronSim(cron, timezone.now())
+        schedule = CronSim(cron, timezone.now())
     except CronSimError as exc:
         raise ValueError(f'"{cron}" is not a valid cron expression: {exc}') from None
-    return f"{get_description(cron)} (UTC)"
+    return f"{schedule.explain()} (UTC)"
 
 
 def next_run_at(sync, after=None):

@@ -605,7 +605,9 @@ def test_pruning_deletes_old_row_results_and_keeps_runs_and_daily_stats(directus
 
 
 def test_describe_schedule_says_it_in_words_and_rejects_nonsense():
-    assert engine_api.describe_schedule("0 9 * * 1") == "At 09:00 AM, only on Monday (UTC)"
+    assert engine_api.describe_schedule("0 9 * * 1") == "At 09:00 on Monday (UTC)"
+    # cronsim's own words, on the 24-hour clock the form's help and the UTC label use.
+    assert engine_api.describe_schedule("0 22 * * 1-5") == "At 22:00 on Monday through Friday (UTC)"
     with pytest.raises(ValueError, match="not a valid cron expression"):
         engine_api.describe_schedule("every day")
 
