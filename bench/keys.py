@@ -1,6 +1,6 @@
 """Reading uuid-keyed versus integer-keyed items through the engine, on one real Directus.
 
-    DIRECTUS_PORT=8095 SEED=0 ../shared/directus/up.sh      # a Directus of its own
+    DIRECTUS_PORT=8095 SEED=0 harness/directus/up.sh        # a Directus of its own
     KILN_BENCH_DIRECTUS_URL=http://127.0.0.1:8095 .venv/bin/python bench/keys.py [--items 100000]
 
 Two collections of N items each are created (and dropped afterwards): one keyed by an

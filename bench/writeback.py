@@ -1,7 +1,7 @@
 """Write-back benchmark: Kiln's batched writes into the real Directus versus one request per row,
 and inbound requests accepted durably per second. One command, every figure side by side.
 
-    bash ../shared/directus/up.sh                       # with DIRECTUS_PORT=8075 for an isolated one
+    bash harness/directus/up.sh                         # with DIRECTUS_PORT=8075 for an isolated one
     KILN_BENCH_DIRECTUS_URL=http://127.0.0.1:8075 .venv/bin/python bench/writeback.py [--rows 2000]
     # add PG_URL=postgres://postgres@127.0.0.1:5432/kiln_bench_wb to time inbound on PostgreSQL too
 

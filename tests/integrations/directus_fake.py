@@ -1,5 +1,5 @@
 """A small in-memory Directus `leads` collection behind respx: all-or-nothing batch writes,
-a unique and required `email`, error bodies as ../shared/directus/observed.md records them."""
+a unique and required `email`, error bodies as harness/directus/observed.md records them."""
 
 import json
 from urllib.parse import parse_qsl

@@ -1,6 +1,6 @@
 """The Directus schema the query tests check against, in the shape integrations.directus.schema builds.
 
-It follows the harness seed (/work/shared/directus/seed.py), plus a `venues` collection that
+It follows the harness seed (harness/directus/seed.py), plus a `venues` collection that
 carries the field types the seed does not use.
 """
 

@@ -311,7 +311,7 @@ def test_a_bad_token_fails_every_row_with_one_request():
 
 class LimitedLeads(FakeLeads):
     """FakeLeads with the limits of a Directus 12.4 started with QUERY_LIMIT_MAX (and
-    MAX_BATCH_MUTATION), as ../shared/directus/observed.md and live checks recorded them:
+    MAX_BATCH_MUTATION), as harness/directus/observed.md and live checks recorded them:
 
     - a write's readback and a read without `limit` answer at most QUERY_LIMIT_DEFAULT (100)
       items when QUERY_LIMIT_MAX is set; `limit=-1` is cut to the max; `limit` above the max is

@@ -1,4 +1,4 @@
-"""The Directus client and schema reader against the real server (seeded by ../shared/directus)."""
+"""The Directus client and schema reader against the real server (seeded by harness/directus)."""
 
 import socket
 import uuid
