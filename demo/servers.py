@@ -4,7 +4,7 @@
 through with no outside service: test the "Demo Directus" connection, build queries against
 its schema, run the "Published articles → Clay" sync and watch the rows arrive at the sink.
 
-DemoDirectus answers like Directus 12.4 does (../shared/directus/observed.md) for the parts
+DemoDirectus answers like Directus 12.4 does (harness/directus/observed.md) for the parts
 Kiln uses: /server/ping, /server/info, /users/me, /permissions/me, /collections, /fields,
 /relations and /items (list with filter, fields, sort, limit, offset, page, search, meta;
 SEARCH; one item; POST, PATCH and DELETE, single and batch), with Directus's error bodies

@@ -1,6 +1,6 @@
 """Directus client: every call goes through integrations.outbound.http and fails as one DirectusError.
 
-Facts this relies on (../shared/directus/observed.md, Directus 12.4): errors are
+Facts this relies on (harness/directus/observed.md, Directus 12.4): errors are
 {"errors": [{"message", "extensions": {"code", ...}}]}; an unknown collection, an unknown
 field and a missing item all answer 403 FORBIDDEN, never 404; 404 ROUTE_NOT_FOUND means the
 URL is not a Directus route; writes answer 200 with the items, DELETE and PATCH of a missing

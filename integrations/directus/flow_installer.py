@@ -1,6 +1,6 @@
 """Install a Flow (event hook -> Request URL) in Directus, or update the one installed before.
 
-Directus takes a Flow in three calls (../shared/directus/observed.md, "Flows"): POST /flows,
+Directus takes a Flow in three calls (harness/directus/observed.md, "Flows"): POST /flows,
 POST /operations with {"flow": <flow id>}, then PATCH /flows/<id> with {"operation": <op id>}
 to make it the first operation. A re-install PATCHes the same flow and operation, so
 installing twice never leaves two Flows sending the same items. A flow that is gone answers

@@ -1,6 +1,6 @@
 """Directus Flow payloads, a linter and simulator for Flow templates, and export builders (pure).
 
-What Directus does (12.4, read in its source and seen in ../shared/directus/observed.md):
+What Directus does (12.4, read in its source and seen in harness/directus/observed.md):
 - An event hook (action) Flow gets `$trigger`:
     items.create  {"event": "articles.items.create", "payload": {fields as sent}, "key": 505,
                    "collection": "articles"}          one run per created item
@@ -606,7 +606,7 @@ def directus_flow(
 ) -> dict:
     """The POST /flows and POST /operations bodies for an event hook -> Request URL Flow.
 
-    Install in three calls, as ../shared/directus/flows.sh does: POST /flows with "flow";
+    Install in three calls, as harness/directus/flows.sh does: POST /flows with "flow";
     POST /operations with "operation" plus {"flow": <flow id>}; PATCH /flows/<id> with
     {"operation": <operation id>}. The body is stored as an object (see flow_body).
     headers: [(name, value)] or [{"header", "value"}]; Content-Type is always
