@@ -28,11 +28,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from integrations import notify
@@ -40,9 +38,10 @@ from integrations.clay import webhook as clay
 from integrations.clay.sender import HELD, UNSENT, Job, RowOutcome, SenderProcess, backoff, excerpt
 from integrations.directus.client import DirectusError
 from integrations.mapping import templates as mapping
-from integrations.models import RowResult, RunDailyStat, SyncRowState, SyncRun, WebhookState
+from integrations.models import RowResult, SyncRowState, SyncRun, WebhookState
 from integrations.outbound import http
-from integrations.runs import bulk, causes, roundtrip, sources
+from integrations.runs import bulk, causes, core, roundtrip, sources
+from integrations.runs.core import Lease, heartbeat_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -84,26 +83,6 @@ HALT_OF_STATE = {
 STATE_OF_HALT = {halt: state for state, halt in HALT_OF_STATE.items()}
 # How often progress (rows answered, not yet recorded) is written for the run page.
 PROGRESS_SECONDS = 1.0
-
-
-def lease_seconds() -> float:
-    return float(getattr(settings, "KILN_SYNC_LEASE_SECONDS", 20))
-
-
-def heartbeat_seconds() -> float:
-    return lease_seconds() / 4
-
-
-def cancel_requested(run_id, worker_id) -> bool:
-    """Whether a cancel was asked for; raises LeaseLost if worker_id no longer holds the run."""
-    row = SyncRun.objects.filter(pk=run_id).values_list("lease_owner", "cancel_requested").first()
-    if row is None or row[0] != worker_id:
-        raise LeaseLost()
-    return row[1]
-
-
-class LeaseLost(Exception):
-    """Another worker took the run over (our lease expired): stop at once, record nothing."""
 
 
 @dataclass
@@ -159,6 +138,7 @@ class Slice:
         self.run, self.sync = run, run.sync
         self.destination = self.sync.destination
         self.worker_id = worker_id
+        self.lease = Lease(run.pk, worker_id)
         self.deadline = time.monotonic() + max_seconds
         checkpoint = run.checkpoint or {}
         self.cursor = checkpoint.get("after")
@@ -573,9 +553,7 @@ class Slice:
 
     def _write_checkpoint(self):
         checkpoint = self._checkpoint()
-        self._owned().update(checkpoint=checkpoint, lease_expires_at=self._lease_end()) or (
-            self._lost()
-        )
+        self.lease.update(checkpoint=checkpoint)
         self.shown_waiting = checkpoint.get("waiting", "")
 
     def _wrap_up(self):
@@ -656,7 +634,7 @@ class Slice:
         self._db(self._control_once, now)
 
     def _control_once(self, now):
-        if cancel_requested(self.run.pk, self.worker_id) and not self.cancelled:
+        if self.lease.cancel_requested() and not self.cancelled:
             self._cancel()
         self._check_halt()
         if not self.halt_seen and self.webhook is not None and self.sender is not None:
@@ -677,9 +655,7 @@ class Slice:
             self._write_checkpoint()
             self.last_heartbeat = self.last_progress = now
         elif now - self.last_heartbeat >= heartbeat_seconds():
-            self._owned().update(
-                lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds())
-            ) or self._lost()
+            self.lease.update()
             self.last_heartbeat = now
 
     def _note_redis(self, down: bool):
@@ -798,12 +774,6 @@ class Slice:
             time.sleep(min(CONTROL_INTERVAL, max(0.0, end - time.monotonic())))
             self._control()
 
-    def _owned(self):
-        return SyncRun.objects.filter(pk=self.run.pk, lease_owner=self.worker_id)
-
-    def _lost(self):
-        raise LeaseLost()
-
     # -- recording -----------------------------------------------------------------------
 
     def _checkpoint(self, after=None) -> dict:
@@ -842,9 +812,6 @@ class Slice:
     def _recorded_cursor(self):
         return (self.run.checkpoint or {}).get("after")
 
-    def _lease_end(self):
-        return timezone.now() + timedelta(seconds=lease_seconds())
-
     def _flush(self, window: Window, upcoming: Window | None = None):
         self.by_id.pop(window.id, None)
         now = timezone.now()
@@ -865,29 +832,15 @@ class Slice:
         window.outcomes = outcomes
         self.carry += window.unsent
         window.unsent = []
-        counts = {Status.SENT: 0, Status.SKIPPED: 0, Status.FAILED: 0}
-        resent = duplicated = 0
-        for o in outcomes:
-            counts[o.status] += 1
-            resent += o.resent
-            duplicated += o.possibly_duplicated
         new_causes = causes.merged(self.causes, causes.count(outcomes))
-        failures = [o for o in outcomes if o.status == Status.FAILED]
         # A carried window does not move the cursor: its rows were read by an earlier slice.
         checkpoint = self._checkpoint(None if window.carried else window.cursor)
         changes = dict(
-            total=F("total") + len(outcomes),
-            sent=F("sent") + counts[Status.SENT],
-            skipped=F("skipped") + counts[Status.SKIPPED],
-            failed=F("failed") + counts[Status.FAILED],
-            resent=F("resent") + resent,
-            possibly_duplicated=F("possibly_duplicated") + duplicated,
+            core.counters(outcomes, possibly_duplicated=True),
             causes=new_causes,
             checkpoint=checkpoint,
-            lease_expires_at=self._lease_end(),
+            lease_expires_at=core.lease_end(),
         )
-        if failures:
-            changes["last_error"] = f"Row {failures[-1].key}: {failures[-1].error_message}"[:2000]
         run_id = self.run.pk
         labels = window.labels
         rows = [
@@ -910,30 +863,31 @@ class Slice:
             )
             for o in outcomes
         ]
-        self._db(self._record, window, outcomes, counts, changes, rows, now)
+        self._db(self._record, window, outcomes, changes, rows, now)
         self.causes = new_causes
         self.run.checkpoint = checkpoint
         self.shown_waiting = checkpoint.get("waiting", "")
         self.last_heartbeat = time.monotonic()
 
-    def _record(self, window, outcomes, counts, changes, rows, now):
+    def _record(self, window, outcomes, changes, rows, now):
         """One transaction per window: counters, checkpoint, lease and the row results."""
         if self.db_unsure and outcomes:
             # The last try may have committed before its answer was lost: never count twice.
             if RowResult.objects.filter(run=self.run, row_key=outcomes[0].key[:200]).exists():
                 return
         with transaction.atomic():
-            self._owned().update(**changes) or self._lost()
+            self.lease.update(**changes)
             # Plain tuples in one INSERT: bulk_create's per-field compiling cost more than sending.
             bulk.insert(
                 RowResult, RESULT_FIELDS, rows, constants={"created_at": now}, ignore_conflicts=True
             )
             roundtrip.record_window(self.run, window, outcomes, now)  # issue 6: queued -> sent
-            if counts[Status.SENT]:
-                self.webhook.add_submissions(counts[Status.SENT])
+            sent = [o for o in outcomes if o.status == Status.SENT]
+            if sent:
+                self.webhook.add_submissions(len(sent))
                 notify.pool_levels(self.destination)
                 if self.sync.skip_unchanged:
-                    self._remember_sent([o for o in outcomes if o.status == Status.SENT], now)
+                    self._remember_sent(sent, now)
 
     def _remember_sent(self, sent, now):
         SyncRowState.objects.bulk_create(
@@ -953,42 +907,30 @@ class Slice:
 
     def _release(self):
         """End this slice: the next one (already queued by the task) may claim at once."""
-        self._owned().update(
-            lease_owner="", lease_expires_at=self._lease_end(), checkpoint=self._checkpoint()
-        )
+        self.lease.release(checkpoint=self._checkpoint())
 
     def _finish(self):
-        counts = (
-            SyncRun.objects.filter(pk=self.run.pk)
-            .values("total", "sent", "skipped", "failed")
-            .get()
-        )
-        status = SyncRun.final_status(counts, cancelled=self.cancelled, failure=self.failure)
         checkpoint = {**(self.run.checkpoint or {}), "inflight": []}
         for transient in ("carry", "waiting", "waiting_since", "sending"):
             checkpoint.pop(transient, None)
         if self.read_failed:
             # The run page offers to resume reading from `after`; these rows have no result.
             checkpoint["read_failed"] = True
-        changes = dict(
-            status=status,
-            finished_at=timezone.now(),
-            lease_owner="",
-            lease_expires_at=None,
-            checkpoint=checkpoint,
-        )
+        changes = {}
         if self._incremental() and not self.read_failed and not self.cancelled:
             # The read is complete: the mark moves whatever happened to single rows (their
             # failures stay retryable), so the next run does not resend everything.
             changes["high_water_mark"] = self.hwm or self.run.since
-        if self.failure:
-            changes["last_error"] = self.failure
-        elif self.cancelled:
-            changes["last_error"] = "Cancelled."
-        with transaction.atomic():
-            self._owned().update(**changes) or self._lost()
-            record_daily_stat(self.sync.pk, counts)
-        notify.run_finished(self.run, status, changes.get("last_error", ""))
+        status = self.lease.finish(
+            self.run,
+            cancelled=self.cancelled,
+            failure=self.failure,
+            checkpoint=checkpoint,
+            **changes,
+        )
+        notify.run_finished(
+            self.run, status, self.failure or ("Cancelled." if self.cancelled else "")
+        )
 
 
 def _moved(job: Job, window_id: int, **changes) -> Job:
@@ -1062,12 +1004,3 @@ def _drop_connection():
         connection.close()
     except DB_ERRORS:
         pass
-
-
-def record_daily_stat(sync_id, counts):
-    stat, _ = RunDailyStat.objects.get_or_create(sync_id=sync_id, day=timezone.now().date())
-    RunDailyStat.objects.filter(pk=stat.pk).update(
-        sent=F("sent") + counts["sent"],
-        skipped=F("skipped") + counts["skipped"],
-        failed=F("failed") + counts["failed"],
-    )

@@ -41,14 +41,8 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.outbound import http
-from integrations.runs import roundtrip
-from integrations.runs.engine import (
-    LeaseLost,
-    cancel_requested,
-    heartbeat_seconds,
-    lease_seconds,
-    record_daily_stat,
-)
+from integrations.runs import core, roundtrip
+from integrations.runs.core import Lease, LeaseLost, heartbeat_seconds, lease_end
 
 logger = logging.getLogger(__name__)
 
@@ -204,49 +198,6 @@ def wake(route_id: int) -> bool:
 # -- runs: lease, claim, finish -----------------------------------------------------------------
 
 
-def _lease_end():
-    return timezone.now() + timedelta(seconds=lease_seconds())
-
-
-def claim(run_id: int, worker_id: str) -> SyncRun | None:
-    """Take the run's lease as the engine does (free, or expired with its worker gone)."""
-    from integrations.runs import sync
-
-    if not sync.claim(run_id, worker_id):
-        return None
-    return SyncRun.objects.get(pk=run_id)
-
-
-def _owned(run, worker_id):
-    return SyncRun.objects.filter(pk=run.pk, lease_owner=worker_id)
-
-
-def finish(run, worker_id, *, cancelled=False, failure=""):
-    counts = SyncRun.objects.filter(pk=run.pk).values("total", "sent", "skipped", "failed").get()
-    changes = dict(
-        status=SyncRun.final_status(counts, cancelled=cancelled, failure=failure),
-        finished_at=timezone.now(),
-        lease_owner="",
-        lease_expires_at=None,
-        checkpoint={**(run.checkpoint or {}), "inflight": []},
-    )
-    if failure or cancelled:
-        changes["last_error"] = failure or "Cancelled."
-    with transaction.atomic():
-        _owned(run, worker_id).update(**changes)
-        record_daily_stat(run.sync_id, counts)
-
-
-def _fail_run(run_id, worker_id, message):
-    SyncRun.objects.filter(pk=run_id, lease_owner=worker_id).update(
-        status=SyncRun.Status.FAILED,
-        finished_at=timezone.now(),
-        lease_owner="",
-        lease_expires_at=None,
-        last_error=http.redact(message)[:2000],
-    )
-
-
 # -- starting runs -----------------------------------------------------------------------------
 
 
@@ -259,7 +210,7 @@ def start_csv_run(upload: CsvUpload, started_by=None) -> SyncRun:
             started_by=started_by,
             expected_total=upload.row_count + upload.bad_line_count,
             # The deadline for a worker to pick it up before resume_stale_runs queues it again.
-            lease_expires_at=_lease_end(),
+            lease_expires_at=lease_end(),
         )
         CsvUpload.objects.filter(pk=upload.pk).update(run=run)
         from integrations import tasks
@@ -283,7 +234,7 @@ def start_route_run(route_id: int) -> SyncRun | None:
             sync_id=route.sync_id,
             trigger=SyncRun.Trigger.INBOUND,
             checkpoint={"route": route.pk},
-            lease_expires_at=_lease_end(),
+            lease_expires_at=lease_end(),
         )
 
 
@@ -318,7 +269,7 @@ def retry_failed_rows(run, started_by=None) -> SyncRun:
             retry_of=run,
             expected_total=count,
             checkpoint={"retry": True},
-            lease_expires_at=_lease_end(),
+            lease_expires_at=lease_end(),
         )
         failed.update(run=retry, status=InboundRow.Status.PENDING, next_attempt_at=None)
         tasks.run_inbound_slice.delay_on_commit(retry.pk)
@@ -337,24 +288,18 @@ def _waiting(route, now):
 
 def execute(run_id: int, worker_id: str, max_seconds: float = 50) -> bool:
     """Work a write-back or relay run for up to max_seconds; True if more remains."""
-    run = claim(run_id, worker_id)
-    if run is None:
-        return False
-    run = SyncRun.objects.select_related(
-        "sync__connection", "sync__destination", "sync__template"
-    ).get(pk=run.pk)
-    try:
-        return RunWorker(run, worker_id, max_seconds).work()
-    except LeaseLost:
-        logger.warning("Run %s: lease taken over; this slice stops", run_id)
-        return False
-    except Exception as exc:
-        logger.exception("Run %s failed", run_id)
-        _fail_run(
-            run_id, worker_id, f"The run stopped on an internal error: {type(exc).__name__}: {exc}"
-        )
+
+    def failed(exc):
         _release_rows(run_id)
-        return False
+        return f"The run stopped on an internal error: {type(exc).__name__}: {exc}"
+
+    return core.work(
+        run_id,
+        worker_id,
+        ("sync__connection", "sync__destination", "sync__template"),
+        lambda run: RunWorker(run, worker_id, max_seconds),
+        failed,
+    )
 
 
 def _release_rows(run_id):
@@ -365,6 +310,7 @@ def _release_rows(run_id):
 class RunWorker:
     def __init__(self, run, worker_id, max_seconds):
         self.run, self.sync, self.worker_id = run, run.sync, worker_id
+        self.lease = Lease(run.pk, worker_id)
         self.deadline = time.monotonic() + max_seconds
         self.stop = threading.Event()
         checkpoint = run.checkpoint or {}
@@ -395,30 +341,24 @@ class RunWorker:
             self.processor.close()
         if more:
             # Released: the next slice (queued by the task) may claim at once.
-            self._owned().update(lease_owner="", lease_expires_at=_lease_end())
+            self.lease.release()
             return True
         return False
-
-    def _owned(self):
-        return _owned(self.run, self.worker_id)
 
     def _checkpoint(self, **changes):
         self.run.checkpoint = {**(self.run.checkpoint or {}), **changes}
         return self.run.checkpoint
 
-    def _cancel_requested(self) -> bool:
-        return cancel_requested(self.run.pk, self.worker_id)
-
     def _loop(self) -> bool:
         while True:
-            if self._cancel_requested():
+            if self.lease.cancel_requested():
                 self._cancel()
                 return False
             if time.monotonic() >= self.deadline:
                 return True
             batch = self._next_batch()
             if batch is None:
-                finish(self.run, self.worker_id)
+                self.lease.finish(self.run)
                 return False
             self._note_inflight(batch)
             outcomes = self._process(batch)
@@ -505,35 +445,22 @@ class RunWorker:
 
     def _note_inflight(self, batch):
         keys = [str(getattr(item, "number", getattr(item, "pk", ""))) for item in batch]
-        self._owned().update(
-            checkpoint=self._checkpoint(inflight=keys), lease_expires_at=_lease_end()
-        ) or self._lost()
+        self.lease.update(checkpoint=self._checkpoint(inflight=keys))
         self.last_heartbeat = time.monotonic()
 
     def heartbeat(self):
         """Extend the lease during a long batch (the relay calls it while it waits for Clay)."""
         if time.monotonic() - self.last_heartbeat >= heartbeat_seconds():
-            self._owned().update(lease_expires_at=_lease_end()) or self._lost()
+            self.lease.update()
             self.last_heartbeat = time.monotonic()
-
-    def _lost(self):
-        raise LeaseLost()
 
     def _record(self, batch, outcomes):
         """One transaction: row results, counters, checkpoint, inbound rows, traces."""
         now = timezone.now()
-        counts = {Status.SENT: 0, Status.SKIPPED: 0, Status.FAILED: 0}
-        resent = 0
         results = []
         for item, o in zip(batch, outcomes, strict=True):
             ident = str(getattr(item, "number", getattr(item, "pk", "")))
             o.resent = o.resent or ident in self.resent_keys
-            resent += o.resent
-            counts[
-                Status.SENT
-                if o.status in (Status.CREATED, Status.UPDATED, Status.SENT)
-                else o.status
-            ] += 1
             results.append(
                 RowResult(
                     run_id=self.run.pk,
@@ -551,23 +478,12 @@ class RunWorker:
                     created_at=now,
                 )
             )
-        changes = dict(
-            total=F("total") + len(outcomes),
-            sent=F("sent") + counts[Status.SENT],
-            skipped=F("skipped") + counts[Status.SKIPPED],
-            failed=F("failed") + counts[Status.FAILED],
-            resent=F("resent") + resent,
-        )
-        failures = [o for o in outcomes if o.status == Status.FAILED]
-        if failures:
-            changes["last_error"] = f"Row {failures[-1].key}: {failures[-1].error_message}"[:2000]
+        changes = core.counters(outcomes)
         checkpoint = {"inflight": []}
         if self.upload is not None:
             checkpoint["line"] = batch[-1].number
         with transaction.atomic():
-            self._owned().update(
-                checkpoint=self._checkpoint(**checkpoint), lease_expires_at=_lease_end(), **changes
-            ) or self._lost()
+            self.lease.update(checkpoint=self._checkpoint(**checkpoint), **changes)
             RowResult.objects.bulk_create(results, ignore_conflicts=True)
             if self.upload is None:
                 self._settle_rows(batch, outcomes, now)
@@ -610,7 +526,7 @@ class RunWorker:
             self._skip_rest_of_csv()
         else:
             _release_rows(self.run.pk)
-        finish(self.run, self.worker_id, cancelled=True)
+        self.lease.finish(self.run, cancelled=True)
 
     def _skip_rest_of_csv(self):
         after = (self.run.checkpoint or {}).get("line", 0)
@@ -635,7 +551,7 @@ class RunWorker:
     def _flush_skipped(self, chunk):
         with transaction.atomic():
             RowResult.objects.bulk_create(chunk, ignore_conflicts=True)
-            self._owned().update(total=F("total") + len(chunk), skipped=F("skipped") + len(chunk))
+            self.lease.update(total=F("total") + len(chunk), skipped=F("skipped") + len(chunk))
         return len(chunk)
 
 

@@ -15,9 +15,7 @@ from datetime import timedelta
 
 from cronsim import CronSim, CronSimError
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db import transaction
 from django.utils import timezone
 
 from integrations import notify
@@ -26,18 +24,15 @@ from integrations.mapping import templates as mapping
 from integrations.models import ClayDestination, RowResult, Sync, SyncRun
 from integrations.outbound import http
 from integrations.query import drift
-from integrations.runs import sources
-from integrations.runs.engine import LeaseLost, Slice, lease_seconds
+from integrations.runs import core, sources
+from integrations.runs.core import SyncError, lease_end
+from integrations.runs.engine import Slice
 
 logger = logging.getLogger(__name__)
 
 
 # Seconds a run's start (its count) waits out Directus's rate limiter before it gives up.
 RATE_LIMIT_WAIT = 10.0
-
-
-class SyncError(Exception):
-    """A run that cannot start; the message is for a person."""
 
 
 # -- starting --------------------------------------------------------------------------------
@@ -71,7 +66,7 @@ def start_run(sync, *, started_by=None, trigger="manual", dry_run=False, retry_o
             since=since,
             checkpoint={"at_mark": at_mark} if at_mark else {},
             # Also the deadline for a worker to pick it up before resume_stale_runs re-queues it.
-            lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()),
+            lease_expires_at=lease_end(),
         )
         from integrations import tasks
 
@@ -116,7 +111,7 @@ def resume_read(run, *, started_by=None) -> SyncRun:
             cancel_requested=False,
             checkpoint=checkpoint,
             lease_owner="",
-            lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()),
+            lease_expires_at=lease_end(),
         )
         logger.info("Run %s: resuming its read (asked by %s)", run.pk, started_by or "a script")
         from integrations import tasks
@@ -185,22 +180,6 @@ def request_cancel(run) -> None:
 # -- working ---------------------------------------------------------------------------------
 
 
-def claim(run_id: int, worker_id: str) -> bool:
-    """Take the run's lease if it is free (released, or expired with its worker gone)."""
-    now = timezone.now()
-    return bool(
-        SyncRun.objects.filter(pk=run_id, status__in=SyncRun.ACTIVE)
-        .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True))
-        .update(
-            status=SyncRun.Status.RUNNING,
-            lease_owner=worker_id,
-            lease_expires_at=now + timedelta(seconds=lease_seconds()),
-            started_at=Coalesce(F("started_at"), now),
-            slices=F("slices") + 1,
-        )
-    )
-
-
 def is_engine_run(run_id: int) -> bool:
     """True for a Directus → Clay run; write-back and relay runs are worked by inbound.execute."""
     kind = SyncRun.objects.filter(pk=run_id).values_list("sync__kind", flat=True).first()
@@ -209,33 +188,13 @@ def is_engine_run(run_id: int) -> bool:
 
 def execute_slice(run_id: int, *, worker_id: str, max_seconds: float = 50) -> bool:
     """Work the run for up to max_seconds from its checkpoint; True if more remains."""
-    if not claim(run_id, worker_id):
-        return False
-    run = SyncRun.objects.select_related(
-        "sync__saved_query__connection", "sync__destination", "sync__template"
-    ).get(pk=run_id)
-    try:
-        return Slice(run, worker_id, max_seconds).work()
-    except LeaseLost:
-        logger.warning("Run %s: lease taken over by another worker; this slice stops", run_id)
-        return False
-    except (OperationalError, InterfaceError):
-        # The database stayed away longer than the engine waits: nothing unsent is failed. The
-        # lease runs out and resume_stale_runs queues the run again once the database is back.
-        logger.exception("Run %s: the database is unreachable; the run resumes later", run_id)
-        return False
-    except Exception as exc:
-        # A run must end with a reason, not stay "running" forever.
-        logger.exception("Run %s failed", run_id)
-        message = _failure_message(exc)
-        SyncRun.objects.filter(pk=run_id, lease_owner=worker_id).update(
-            status=SyncRun.Status.FAILED,
-            finished_at=timezone.now(),
-            lease_owner="",
-            lease_expires_at=None,
-            last_error=message,
-        )
-        return False
+    return core.work(
+        run_id,
+        worker_id,
+        ("sync__saved_query__connection", "sync__destination", "sync__template"),
+        lambda run: Slice(run, worker_id, max_seconds),
+        _failure_message,
+    )
 
 
 def _failure_message(exc) -> str:
@@ -260,7 +219,7 @@ def resume_stale_runs() -> int:
     for run_id, expired_at, kind in stale.values_list("pk", "lease_expires_at", "sync__kind"):
         # Release the dead lease and set a new pick-up deadline; only one caller wins.
         if SyncRun.objects.filter(pk=run_id, lease_expires_at=expired_at).update(
-            lease_owner="", lease_expires_at=now + timedelta(seconds=lease_seconds())
+            lease_owner="", lease_expires_at=lease_end()
         ):
             logger.info("Run %s: lease expired, queued again", run_id)
             task = (

@@ -23,7 +23,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
-from integrations.runs import inbound, sync
+from integrations.runs import core, inbound, sync
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
 
 pytestmark = pytest.mark.django_db
@@ -359,9 +359,9 @@ def test_a_crashed_run_is_taken_over_after_its_lease_and_its_rows_are_not_lost(c
     post(client, route, [{"email": f"{n}@x.example"} for n in range(5)], secret)
     run = inbound.start_route_run(route.pk)
     # A worker claimed it and died before recording anything.
-    assert inbound.claim(run.pk, "dead-worker") is not None
+    assert core.claim(run.pk, "dead-worker")
     InboundRow.objects.update(run=run)
-    assert inbound.claim(run.pk, "second-worker") is None  # its lease still holds
+    assert not core.claim(run.pk, "second-worker")  # its lease still holds
     SyncRun.objects.filter(pk=run.pk).update(
         lease_expires_at=timezone.now() - dt.timedelta(seconds=1)
     )

@@ -21,7 +21,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
-from integrations.runs import inbound, sync
+from integrations.runs import core, inbound, sync
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
 from tests.integrations.test_relay import make_relay
 
@@ -78,8 +78,8 @@ def test_a_write_back_run_whose_worker_died_is_resumed_by_its_own_worker(queued)
     route = leads_route()
     inbound.accept(route, [{"email": "a@x.example"}], size=10)
     run = inbound.start_route_run(route.pk)
-    assert inbound.claim(run.pk, "dead-worker") is not None
-    assert inbound.claim(run.pk, "second-worker") is None  # its lease still holds
+    assert core.claim(run.pk, "dead-worker")
+    assert not core.claim(run.pk, "second-worker")  # its lease still holds
     SyncRun.objects.filter(pk=run.pk).update(
         lease_expires_at=timezone.now() - dt.timedelta(seconds=1)
     )

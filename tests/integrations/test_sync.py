@@ -11,7 +11,7 @@ from django.utils import timezone
 from bench.fakes import make_item
 from integrations import tasks
 from integrations.models import ClayDestination, RowResult, RunDailyStat, SyncRowState, SyncRun
-from integrations.runs import roundtrip
+from integrations.runs import core, roundtrip
 from integrations.runs import sync as engine_api
 from integrations.runs.engine import Slice
 
@@ -273,7 +273,7 @@ def test_a_row_changed_while_the_run_reads_is_read_again_next_time(directus, sin
     # The newest change time is taken as the read begins; a change made during the run is
     # newer, so the mark stays below it.
     slice_ = Slice(SyncRun.objects.get(pk=run.pk), "w", 30)
-    engine_api.claim(run.pk, "w")
+    core.claim(run.pk, "w")
     original = slice_._prepare
 
     def prepare_then_edit(page):
@@ -497,10 +497,10 @@ def test_cancel_of_a_queued_run_ends_it_at_once(directus, sink):
 
 def test_a_run_is_claimed_by_one_worker_at_a_time(directus, sink):
     run = start(make_sync(directus, sink))
-    assert engine_api.claim(run.pk, "worker-a")
-    assert not engine_api.claim(run.pk, "worker-b")
+    assert core.claim(run.pk, "worker-a")
+    assert not core.claim(run.pk, "worker-b")
     SyncRun.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    assert engine_api.claim(run.pk, "worker-b")
+    assert core.claim(run.pk, "worker-b")
 
 
 def test_a_slice_out_of_time_before_its_first_read_still_records_one_window(directus, sink):
@@ -532,7 +532,7 @@ def test_a_resumed_run_flags_rows_that_were_in_flight_when_it_crashed(directus, 
     monkeypatch.setattr(tasks.run_sync_slice, "delay", queued.append)
     run = start(make_sync(directus, sink))
     # What a worker killed mid-window leaves: rows 1-10 recorded, 11-20 in flight, lease held.
-    assert engine_api.claim(run.pk, "dead-worker")
+    assert core.claim(run.pk, "dead-worker")
     run_to_end_of_first_window(run)
     SyncRun.objects.filter(pk=run.pk).update(
         checkpoint={"after": 10, "inflight": [str(i) for i in range(11, 21)], "hwm": ""},
