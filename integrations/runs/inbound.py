@@ -41,8 +41,8 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.outbound import http
-from integrations.runs import core, roundtrip
-from integrations.runs.core import Lease, LeaseLost, heartbeat_seconds, lease_end
+from integrations.runs import core, queue, roundtrip
+from integrations.runs.core import Lease, LeaseLost, SyncError, heartbeat_seconds, lease_end
 
 logger = logging.getLogger(__name__)
 
@@ -182,10 +182,8 @@ def wake(route_id: int) -> bool:
         if not cache.add(f"kiln:inbound:wake:{route_id}", 1, WAKE_DEBOUNCE_SECONDS):
             recent_wakes[route_id] = now
             return False  # one already queued: it will see these rows too
-        from integrations import tasks
-
         # A short countdown lets a burst of one-row requests become one batch.
-        tasks.process_route.apply_async((route_id,), countdown=1, retry=False)
+        queue.process_route(route_id, countdown=1)
         recent_wakes[route_id] = now
         return True
     except Exception as exc:  # the broker or cache is down: rows are stored, sweep() finds them
@@ -213,9 +211,7 @@ def start_csv_run(upload: CsvUpload, started_by=None) -> SyncRun:
             lease_expires_at=lease_end(),
         )
         CsvUpload.objects.filter(pk=upload.pk).update(run=run)
-        from integrations import tasks
-
-        tasks.run_inbound_slice.delay_on_commit(run.pk)
+        queue.run_slice(run.pk, engine=False, on_commit=True)
     return run
 
 
@@ -240,8 +236,6 @@ def start_route_run(route_id: int) -> SyncRun | None:
 
 def retry_failed_rows(run, started_by=None) -> SyncRun:
     """A new run over the rows of `run` that failed for good; sync.SyncError when it cannot be."""
-    from integrations import tasks
-    from integrations.runs.sync import SyncError
 
     if CsvUpload.objects.filter(run=run).exists():
         raise SyncError(
@@ -272,7 +266,7 @@ def retry_failed_rows(run, started_by=None) -> SyncRun:
             lease_expires_at=lease_end(),
         )
         failed.update(run=retry, status=InboundRow.Status.PENDING, next_attempt_at=None)
-        tasks.run_inbound_slice.delay_on_commit(retry.pk)
+        queue.run_slice(retry.pk, engine=False, on_commit=True)
     return retry
 
 
@@ -569,8 +563,6 @@ def _nothing_mapped(entries, data) -> str:
 
 def sweep() -> dict:
     """Periodic: wake routes with rows waiting (runs whose worker died: sync.resume_stale_runs)."""
-    from integrations import tasks
-
     now, woken = timezone.now(), 0
     # Rows held by a run that ended without them (it failed) wait for the next run.
     InboundRow.objects.filter(status=InboundRow.Status.PENDING, run__isnull=False).exclude(
@@ -586,7 +578,7 @@ def sweep() -> dict:
         .distinct()
     )
     for route_id in due:
-        tasks.process_route.delay(route_id)
+        queue.process_route(route_id)
         woken += 1
     return {"woken": woken}
 
@@ -599,5 +591,3 @@ def replay(rows) -> int:
 
 
 # -- one row's round trip: see roundtrip.py ------------------------------------------------------
-
-record_steps, start_traces = roundtrip.record_steps, roundtrip.start_traces

@@ -37,7 +37,7 @@ from integrations.directus.client import DirectusError
 from integrations.mapping import templates as mapping
 from integrations.models import DirectusConnection, InboundRoute, RowTrace, Sync
 from integrations.outbound import http, ratelimit
-from integrations.runs import inbound, roundtrip
+from integrations.runs import roundtrip
 from integrations.runs.writeback import WriteOutcome
 
 logger = logging.getLogger(__name__)
@@ -309,13 +309,13 @@ class Processor:
             if not ids:
                 continue
             collection = split_event(batch[index].data)[0].get("collection") or self.sync.collection
-            inbound.start_traces(self.sync, collection, ids, self.run, at=batch[index].created_at)
+            roundtrip.start_traces(self.sync, collection, ids, self.run, at=batch[index].created_at)
             detail = (
                 "Clay accepted the row."
                 if outcome.status == "sent"
                 else f"{outcome.error_code}: {outcome.error_message}"
             )
-            inbound.record_steps(
+            roundtrip.record_steps(
                 [
                     (rid, RowTrace.Step.SENT, outcome.status == "sent", detail, now, None)
                     for _, rid in ids

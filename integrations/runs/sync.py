@@ -24,7 +24,7 @@ from integrations.mapping import templates as mapping
 from integrations.models import ClayDestination, RowResult, Sync, SyncRun
 from integrations.outbound import http
 from integrations.query import drift
-from integrations.runs import core, sources
+from integrations.runs import core, queue, sources
 from integrations.runs.core import SyncError, lease_end
 from integrations.runs.engine import Slice
 
@@ -68,9 +68,7 @@ def start_run(sync, *, started_by=None, trigger="manual", dry_run=False, retry_o
             # Also the deadline for a worker to pick it up before resume_stale_runs re-queues it.
             lease_expires_at=lease_end(),
         )
-        from integrations import tasks
-
-        tasks.run_sync_slice.delay_on_commit(run.pk)
+        queue.run_slice(run.pk, engine=True, on_commit=True)
     return run
 
 
@@ -114,9 +112,7 @@ def resume_read(run, *, started_by=None) -> SyncRun:
             lease_expires_at=lease_end(),
         )
         logger.info("Run %s: resuming its read (asked by %s)", run.pk, started_by or "a script")
-        from integrations import tasks
-
-        tasks.run_sync_slice.delay_on_commit(run.pk)
+        queue.run_slice(run.pk, engine=True, on_commit=True)
     run.refresh_from_db()
     return run
 
@@ -211,8 +207,6 @@ def resume_stale_runs() -> int:
     Each run goes to the slice task of its kind: Directus → Clay runs to this engine,
     write-back and relay runs to inbound.execute.
     """
-    from integrations import tasks
-
     now = timezone.now()
     resumed = 0
     stale = SyncRun.objects.filter(status__in=SyncRun.ACTIVE, lease_expires_at__lt=now)
@@ -222,12 +216,7 @@ def resume_stale_runs() -> int:
             lease_owner="", lease_expires_at=lease_end()
         ):
             logger.info("Run %s: lease expired, queued again", run_id)
-            task = (
-                tasks.run_sync_slice
-                if kind == Sync.Kind.DIRECTUS_TO_CLAY
-                else tasks.run_inbound_slice
-            )
-            task.delay(run_id)
+            queue.run_slice(run_id, engine=kind == Sync.Kind.DIRECTUS_TO_CLAY)
             resumed += 1
     return resumed
 

@@ -38,6 +38,7 @@ from integrations.clay.sender import backoff
 from integrations.directus.client import DirectusError, _encode_params
 from integrations.mapping import columnmap
 from integrations.outbound import http, ratelimit
+from integrations.runs import roundtrip
 
 MAX_ATTEMPTS = 4
 MAX_RATE_LIMITED_ATTEMPTS = 8
@@ -915,7 +916,6 @@ class Processor:
     def after_record(self, batch, outcomes, now):
         """Link rows that carry a kiln_row_id: enriched row received, then written (or not)."""
         from integrations.models import RowTrace
-        from integrations.runs import inbound
 
         steps = []
         for item, outcome in zip(batch, outcomes, strict=True):
@@ -938,7 +938,7 @@ class Processor:
             )
             steps.append((rid, RowTrace.Step.WRITTEN, outcome.ok, detail, now, None))
         if steps:
-            inbound.record_steps(steps, self.run)
+            roundtrip.record_steps(steps, self.run)
 
 
 def _row_id(item) -> str:

@@ -23,7 +23,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
-from integrations.runs import core, inbound, sync
+from integrations.runs import core, inbound, roundtrip, sync
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
 
 pytestmark = pytest.mark.django_db
@@ -383,8 +383,8 @@ def test_a_crashed_run_is_taken_over_after_its_lease_and_its_rows_are_not_lost(c
 
 def test_an_enriched_row_carrying_a_kiln_row_id_is_linked_to_its_trace(client, queued):
     route, secret = make_route()
-    inbound.start_traces(route.sync, "leads", [("17", "kr_test_1")])
-    inbound.record_steps(
+    roundtrip.start_traces(route.sync, "leads", [("17", "kr_test_1")])
+    roundtrip.record_steps(
         [
             (
                 "kr_test_1",

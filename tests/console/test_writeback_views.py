@@ -18,7 +18,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
-from integrations.runs import inbound
+from integrations.runs import roundtrip
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
 
 pytestmark = pytest.mark.django_db
@@ -213,9 +213,9 @@ def test_the_timeline_shows_each_step_and_the_stuck_page_lists_rows_that_never_c
 
     from django.utils import timezone
 
-    inbound.start_traces(sync, "leads", [("7", "kr_7_0")])
+    roundtrip.start_traces(sync, "leads", [("7", "kr_7_0")])
     long_ago = timezone.now() - dt.timedelta(hours=3)
-    inbound.record_steps(
+    roundtrip.record_steps(
         [("kr_7_0", RowTrace.Step.SENT, True, "Clay accepted the row.", long_ago, None)]
     )
     page = viewer_client.get(reverse("console:row-timeline", args=["kr_7_0"])).content.decode()
