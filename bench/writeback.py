@@ -7,7 +7,7 @@ and inbound requests accepted durably per second. One command, every figure side
 
 Write-back (the same N `leads`, same values, the same Directus, one after the other):
 1. Kiln, end to end: the rows are stored as inbound rows, then a write-back run (upsert by
-   email) is worked with `inbound.execute` exactly as the Celery task does — look the emails
+   email) is worked with `inbound_run.execute` exactly as the Celery task does — look the emails
    up, batch-create or batch-PATCH, and record a RowResult per row in the database.
 2. The baseline: one reused httpx client (through Kiln's DirectusClient) that sends one
    POST (creates) or one PATCH by primary key (updates) per row and saves one RowResult per
@@ -81,13 +81,13 @@ def leads_sync(name):
 def kiln_write(rows, name):
     """Store rows as inbound rows, then time the write-back run to its end; rows/s and the run."""
     from integrations.models import SyncRun
-    from integrations.runs import inbound
+    from integrations.runs import inbound, inbound_run
 
     route, _ = leads_sync(name)
     inbound.accept(route, rows, size=0)
-    run = inbound.start_route_run(route.pk)
+    run = inbound_run.start_route_run(route.pk)
     started = time.perf_counter()
-    while inbound.execute(run.pk, "bench-worker", max_seconds=600):
+    while inbound_run.execute(run.pk, "bench-worker", max_seconds=600):
         pass
     elapsed = time.perf_counter() - started
     run = SyncRun.objects.get(pk=run.pk)

@@ -14,7 +14,7 @@ from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from integrations import notify
-from integrations.runs import inbound, sync
+from integrations.runs import inbound, inbound_run, sync
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +80,13 @@ def ping() -> str:
 # acks_late: a redelivered message finds the run claimed (lease) or done, and does nothing.
 @shared_task(name="integrations.tasks_inbound.run_inbound_slice", acks_late=True, ignore_result=True)
 def run_inbound_slice(run_id: int) -> None:
-    if inbound.execute(run_id, _worker_id(), _slice_seconds()):
+    if inbound_run.execute(run_id, _worker_id(), _slice_seconds()):
         run_inbound_slice.delay(run_id)
 
 
 @shared_task(name="integrations.tasks_inbound.process_route", acks_late=True, ignore_result=True)
 def process_route(route_id: int) -> None:
-    run = inbound.start_route_run(route_id)
+    run = inbound_run.start_route_run(route_id)
     if run is not None:
         run_inbound_slice(run.pk)
 

@@ -33,7 +33,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
-from integrations.runs import inbound, relay
+from integrations.runs import inbound, inbound_run, relay
 
 WRITE_KINDS = (Sync.Kind.CLAY_TO_DIRECTUS, Sync.Kind.RELAY)
 # A CSV column that finds items for updates through their round trip (Clay exports it as is).
@@ -516,7 +516,7 @@ def confirm_upload(request, pk):
         messages.error(request, " ".join(problems))
         return redirect("console:writeback-upload-detail", upload.pk)
     sync = upload.sync
-    run = inbound.start_csv_run(upload, started_by=request.user)
+    run = inbound_run.start_csv_run(upload, started_by=request.user)
     messages.success(
         request,
         f"Writing {upload.row_count:,} rows of {upload.original_name} to “{sync.collection}”.",

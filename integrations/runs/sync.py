@@ -79,9 +79,9 @@ def retry_failed_rows(run, *, started_by=None) -> SyncRun:
     if not run.failed:
         raise SyncError("This run has no failed rows to retry.")
     if run.sync.kind != Sync.Kind.DIRECTUS_TO_CLAY:
-        from integrations.runs import inbound
+        from integrations.runs import inbound_run
 
-        return inbound.retry_failed_rows(run, started_by=started_by)
+        return inbound_run.retry_failed_rows(run, started_by=started_by)
     return start_run(run.sync, started_by=started_by, trigger=SyncRun.Trigger.RETRY, retry_of=run)
 
 
@@ -177,7 +177,7 @@ def request_cancel(run) -> None:
 
 
 def is_engine_run(run_id: int) -> bool:
-    """True for a Directus → Clay run; write-back and relay runs are worked by inbound.execute."""
+    """True for a Directus → Clay run; write-back and relay runs are worked by inbound_run.execute."""
     kind = SyncRun.objects.filter(pk=run_id).values_list("sync__kind", flat=True).first()
     return kind in (None, Sync.Kind.DIRECTUS_TO_CLAY)
 
@@ -205,7 +205,7 @@ def resume_stale_runs() -> int:
     """Queue again the active runs whose lease expired (their worker died or never came).
 
     Each run goes to the slice task of its kind: Directus → Clay runs to this engine,
-    write-back and relay runs to inbound.execute.
+    write-back and relay runs to inbound_run.execute.
     """
     now = timezone.now()
     resumed = 0

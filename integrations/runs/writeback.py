@@ -833,8 +833,11 @@ class Processor:
                 problems = [_nothing_mapped(self.columns, values)]
             if problems:
                 raise columnmap.MappingError(problems)
-            return data
-        if self.upload is not None:
+            if self.upload is not None:
+                return data  # a CSV upload's mapping is the whole body
+            # An inbound route's mapping names the fields; the sync's template, if any, applies.
+            values = data
+        elif self.upload is not None:
             values = {
                 k: v for k, v in values.items() if v != ""
             }  # an empty cell leaves the field alone

@@ -23,7 +23,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
-from integrations.runs import core, inbound, roundtrip, sync
+from integrations.runs import core, inbound, inbound_run, roundtrip, sync
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
 
 pytestmark = pytest.mark.django_db
@@ -357,7 +357,7 @@ def test_a_crashed_run_is_taken_over_after_its_lease_and_its_rows_are_not_lost(c
     route, secret = make_route()
     fake = FakeLeads()
     post(client, route, [{"email": f"{n}@x.example"} for n in range(5)], secret)
-    run = inbound.start_route_run(route.pk)
+    run = inbound_run.start_route_run(route.pk)
     # A worker claimed it and died before recording anything.
     assert core.claim(run.pk, "dead-worker")
     InboundRow.objects.update(run=run)

@@ -21,7 +21,7 @@ from integrations.models import (
     Sync,
     SyncRun,
 )
-from integrations.runs import core, inbound, sync
+from integrations.runs import core, inbound, inbound_run, sync
 from tests.integrations.directus_fake import BASE, TOKEN, FakeLeads
 from tests.integrations.test_relay import make_relay
 
@@ -60,7 +60,7 @@ def leads_route():
 def test_the_engine_task_hands_a_write_back_run_to_the_write_back_worker(queued):
     route = leads_route()
     inbound.accept(route, [{"email": f"{n}@x.example"} for n in range(3)], size=10)
-    run = inbound.start_route_run(route.pk)
+    run = inbound_run.start_route_run(route.pk)
     assert run.lease_expires_at is not None  # resumed like any run if no worker picks it up
     with respx.mock(assert_all_called=False) as router:
         FakeLeads().mount(router)
@@ -77,7 +77,7 @@ def test_the_engine_task_hands_a_write_back_run_to_the_write_back_worker(queued)
 def test_a_write_back_run_whose_worker_died_is_resumed_by_its_own_worker(queued):
     route = leads_route()
     inbound.accept(route, [{"email": "a@x.example"}], size=10)
-    run = inbound.start_route_run(route.pk)
+    run = inbound_run.start_route_run(route.pk)
     assert core.claim(run.pk, "dead-worker")
     assert not core.claim(run.pk, "second-worker")  # its lease still holds
     SyncRun.objects.filter(pk=run.pk).update(
@@ -145,7 +145,7 @@ def test_retry_failed_rows_of_a_csv_run_is_refused_with_what_to_do(
         columns=["Email"],
         mapping=[{"field": "email", "source": "Email"}],
     )
-    run = inbound.start_csv_run(upload)
+    run = inbound_run.start_csv_run(upload)
     SyncRun.objects.filter(pk=run.pk).update(status="failed", failed=1, total=1)
     response = operator_client.post(reverse("console:run-retry", args=[run.pk]), follow=True)
     assert "upload the corrected file" in response.content.decode()
@@ -169,15 +169,15 @@ def test_a_relay_batch_keeps_its_lease_while_clay_makes_it_wait(queued, monkeypa
             size=10,
             relay=True,
         )
-        run = inbound.start_route_run(route.pk)
+        run = inbound_run.start_route_run(route.pk)
         seen = []
-        original = inbound.RunWorker.heartbeat
+        original = inbound_run.RunWorker.heartbeat
 
         def heartbeat(worker):
             original(worker)
             seen.append(SyncRun.objects.get(pk=run.pk).lease_expires_at)
 
-        monkeypatch.setattr(inbound.RunWorker, "heartbeat", heartbeat)
+        monkeypatch.setattr(inbound_run.RunWorker, "heartbeat", heartbeat)
         with respx.mock(assert_all_called=False) as router:
             router.route(host="127.0.0.1").pass_through()
             router.route(host="directus.test").mock(

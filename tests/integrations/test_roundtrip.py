@@ -194,7 +194,7 @@ def test_a_csv_export_with_the_kiln_row_id_column_links_its_rows(
     write_back_route, tmp_path, monkeypatch
 ):
     from integrations.models import CsvUpload
-    from integrations.runs import inbound
+    from integrations.runs import inbound_run
 
     monkeypatch.setattr(tasks.run_inbound_slice, "delay_on_commit", lambda *a: None)
     route, _ = write_back_route
@@ -210,11 +210,11 @@ def test_a_csv_export_with_the_kiln_row_id_column_links_its_rows(
         row_count=2,
         mapping=[{"field": "email", "source": "Email"}, {"field": "score", "source": "Score"}],
     )
-    run = inbound.start_csv_run(upload)
+    run = inbound_run.start_csv_run(upload)
     fake = FakeLeads()
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        inbound.execute(run.pk, "test-worker")
+        inbound_run.execute(run.pk, "test-worker")
     assert SyncRun.objects.get(pk=run.pk).sent == 2
     trace = RowTrace.objects.get(kiln_row_id=rid)
     assert [(e.step, e.ok) for e in trace.events.all()] == [

@@ -739,20 +739,20 @@ def test_an_update_by_key_has_the_same_outcome_alone_and_in_a_batch():
 def test_a_write_back_run_learns_the_batch_limit_once_for_all_its_slices(monkeypatch, settings):
     from integrations import tasks
     from integrations.models import DirectusConnection, InboundRoute, Secret, Sync, SyncRun
-    from integrations.runs import inbound
+    from integrations.runs import inbound, inbound_run
 
     settings.KILN_RATE_LIMIT_REDIS_URL = ""
     monkeypatch.setattr(tasks.run_inbound_slice, "delay_on_commit", lambda *a: None)
     monkeypatch.setattr(tasks.run_inbound_slice, "delay", lambda *a: None)
     monkeypatch.setattr(tasks.process_route, "apply_async", lambda *a, **k: None)
-    monkeypatch.setattr(inbound, "BATCH_ROWS", 20)
-    record = inbound.RunWorker._record
+    monkeypatch.setattr(inbound_run, "BATCH_ROWS", 20)
+    record = inbound_run.RunWorker._record
 
     def one_batch_per_slice(worker, batch, outcomes):
         record(worker, batch, outcomes)
         worker.deadline = 0  # end the slice here, as a slow batch near the deadline would
 
-    monkeypatch.setattr(inbound.RunWorker, "_record", one_batch_per_slice)
+    monkeypatch.setattr(inbound_run.RunWorker, "_record", one_batch_per_slice)
     connection = DirectusConnection.objects.create(
         name="cms", base_url=BASE, token=Secret.seal(TOKEN)
     )
@@ -768,12 +768,12 @@ def test_a_write_back_run_learns_the_batch_limit_once_for_all_its_slices(monkeyp
     )
     route = InboundRoute.open(sync_)[0]
     inbound.accept(route, [{"email": f"{n}@x.example"} for n in range(60)], size=10)
-    run = inbound.start_route_run(route.pk)
+    run = inbound_run.start_route_run(route.pk)
     fake = LimitedLeads(max_batch=8)
     slices = 0
     with respx.mock(assert_all_called=False) as router:
         fake.mount(router)
-        while inbound.execute(run.pk, "w1", max_seconds=30):
+        while inbound_run.execute(run.pk, "w1", max_seconds=30):
             slices += 1
     run = SyncRun.objects.get(pk=run.pk)
     assert slices >= 3
