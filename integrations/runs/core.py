@@ -73,19 +73,20 @@ def cancel_requested(run_id, worker_id) -> bool:
     return row[1]
 
 
-def work(run_id: int, worker_id: str, related: tuple, make_slice, failure_message) -> bool:
-    """Claim the run and work one slice of it; True if more remains.
+def work(run_id: int, worker_id: str, slice_class, max_seconds: float, failure_message) -> bool:
+    """Claim the run and work one slice of it for up to max_seconds; True if more remains.
 
-    make_slice(run) returns an object whose work() does the slice. A lost lease ends the slice
+    slice_class(run, worker_id, max_seconds).work() does the slice, the run read with
+    slice_class.RELATED (the objects it needs, in one query). A lost lease ends the slice
     quietly; a database that stays away ends it too, leaving the lease to run out so the run
     resumes once the database is back (nothing unsent is failed). Anything else fails the run
     with failure_message(exc): a run must end with a reason, not stay "running" forever.
     """
     if not claim(run_id, worker_id):
         return False
-    run = SyncRun.objects.select_related(*related).get(pk=run_id)
+    run = SyncRun.objects.select_related(*slice_class.RELATED).get(pk=run_id)
     try:
-        return make_slice(run).work()
+        return slice_class(run, worker_id, max_seconds).work()
     except LeaseLost:
         logger.warning("Run %s: lease taken over by another worker; this slice stops", run_id)
         return False

@@ -134,6 +134,8 @@ class Inbox:
 
 
 class Slice:
+    RELATED = ("sync__saved_query__connection", "sync__destination", "sync__template")
+
     def __init__(self, run: SyncRun, worker_id: str, max_seconds: float):
         self.run, self.sync = run, run.sync
         self.destination = self.sync.destination
@@ -404,15 +406,13 @@ class Slice:
                 body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
                 digest = mapping.payload_hash(value)
             except (mapping.TemplateError, ValueError, TypeError, LookupError) as exc:
-                problems = getattr(exc, "problems", None)
-                message = "; ".join(str(p) for p in problems) if problems else str(exc)
                 window.outcomes.append(
                     RowOutcome(
                         key,
                         Status.FAILED,
                         error_code="RENDER_ERROR",
                         error_message=http.redact(
-                            f"The template could not be filled from this row: {message}"
+                            f"The template could not be filled from this row: {exc}"
                         ),
                     )
                 )

@@ -117,13 +117,7 @@ def execute(run_id: int, worker_id: str, max_seconds: float = 50) -> bool:
         _release_rows(run_id)
         return f"The run stopped on an internal error: {type(exc).__name__}: {exc}"
 
-    return core.work(
-        run_id,
-        worker_id,
-        ("sync__connection", "sync__destination", "sync__template"),
-        lambda run: RunWorker(run, worker_id, max_seconds),
-        failed,
-    )
+    return core.work(run_id, worker_id, RunWorker, max_seconds, failed)
 
 
 def _release_rows(run_id):
@@ -132,6 +126,8 @@ def _release_rows(run_id):
 
 
 class RunWorker:
+    RELATED = ("sync__connection", "sync__destination", "sync__template")
+
     def __init__(self, run, worker_id, max_seconds):
         self.run, self.sync, self.worker_id = run, run.sync, worker_id
         self.lease = Lease(run.pk, worker_id)

@@ -271,14 +271,12 @@ class Processor:
                     jobs.append(Job(index, label, text, mapping.payload_hash(body)))
                     self.sent_ids.setdefault(index, []).append((key, rid))
             except (mapping.TemplateError, ValueError, TypeError, LookupError) as exc:
-                problems = getattr(exc, "problems", None)
-                message = "; ".join(str(p) for p in problems) if problems else str(exc)
                 outcomes[index] = WriteOutcome(
                     label,
                     "failed",
                     error_code="RENDER_ERROR",
                     error_message=http.redact(
-                        f"The template could not be filled from this event: {message}"
+                        f"The template could not be filled from this event: {exc}"
                     ),
                 )
                 self.sent_ids.pop(index, None)

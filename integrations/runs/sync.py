@@ -184,13 +184,7 @@ def is_engine_run(run_id: int) -> bool:
 
 def execute_slice(run_id: int, *, worker_id: str, max_seconds: float = 50) -> bool:
     """Work the run for up to max_seconds from its checkpoint; True if more remains."""
-    return core.work(
-        run_id,
-        worker_id,
-        ("sync__saved_query__connection", "sync__destination", "sync__template"),
-        lambda run: Slice(run, worker_id, max_seconds),
-        _failure_message,
-    )
+    return core.work(run_id, worker_id, Slice, max_seconds, _failure_message)
 
 
 def _failure_message(exc) -> str:

@@ -883,14 +883,12 @@ class Processor:
                 )
                 continue
             except (self.mapping.TemplateError, ValueError, TypeError, LookupError) as exc:
-                problems = getattr(exc, "problems", None)
-                message = "; ".join(str(p) for p in problems) if problems else str(exc)
                 outcomes[index] = WriteOutcome(
                     key,
                     "failed",
                     error_code="RENDER_ERROR",
                     error_message=http.redact(
-                        f"The mapping could not be filled from this row: {message}"
+                        f"The mapping could not be filled from this row: {exc}"
                     ),
                     request_excerpt=excerpt(values),
                 )
