@@ -12,7 +12,6 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -657,14 +656,13 @@ def _send(request, editor, plan) -> dict:
     kind = editor.kind
     try:
         with editor.connection.client() as client:
-            # The low-level call gives the real status (PATCH of a missing id answers 204).
-            response = client._request(
+            # The raw response gives the real status (PATCH of a missing id answers 204).
+            response = client.items_request(
                 plan["method"],
-                _quoted_path(editor.collection, plan.get("item_id")),
+                editor.collection,
+                plan.get("item_id"),
                 params=plan["params"] or None,
                 body=plan["body"] if kind in WRITE_KINDS else None,
-                collection=editor.collection,
-                item=plan.get("item_id"),
             )
             elapsed = client.last_elapsed_ms
     except DirectusError as exc:
@@ -687,11 +685,6 @@ def _send(request, editor, plan) -> dict:
         "answer": answer,
         "note": note,
     }
-
-
-def _quoted_path(collection, item_id) -> str:
-    path = f"/items/{quote(collection, safe='')}"
-    return path if item_id is None else f"{path}/{quote(str(item_id), safe='')}"
 
 
 @operator_required
