@@ -206,8 +206,8 @@ def editor_from_template(template: MappingTemplate) -> Editor:
 
 
 def editor_from_post(data) -> Editor:
-    connection = _pick(DirectusConnection, data.get("connection"))
-    saved_query = _pick(SavedQuery, data.get("saved_query"))
+    connection = pick(DirectusConnection, data.get("connection"))
+    saved_query = pick(SavedQuery, data.get("saved_query"))
     try:
         placeholders = jsontext.loads(data.get("placeholders") or "{}")
     except ValueError:
@@ -232,7 +232,8 @@ def editor_from_post(data) -> Editor:
     return editor
 
 
-def _pick(model, pk):
+def pick(model, pk):
+    """The object with primary key pk (as posted), or None for a missing or bad one."""
     try:
         return model.objects.filter(pk=int(pk)).first() if pk else None
     except (TypeError, ValueError):
@@ -514,7 +515,7 @@ def sync_mapper(request):
             partial=partial.get(sync, "editor"),
             extra={"refresh_mapper": refresh},
         )
-    template = _pick(MappingTemplate, request.POST.get("template"))
+    template = pick(MappingTemplate, request.POST.get("template"))
     return _page(request, editor, template)
 
 
@@ -527,7 +528,7 @@ def preview_template(request):
     preview = _preview(request, editor, request.POST.get("preview_source", "sample"))
     if request.htmx:
         return _page(request, editor, None, partial="preview", extra={"preview": preview})
-    template = _pick(MappingTemplate, request.POST.get("template"))
+    template = pick(MappingTemplate, request.POST.get("template"))
     return _page(request, editor, template, extra={"preview": preview})
 
 
@@ -583,7 +584,7 @@ def test_template(request):
         request_plan["result"] = _send(request, editor, request_plan)
     if request.htmx:
         return _page(request, editor, None, partial="test-result", extra={"test": request_plan})
-    template = _pick(MappingTemplate, request.POST.get("template"))
+    template = pick(MappingTemplate, request.POST.get("template"))
     return _page(request, editor, template, extra={"test": request_plan})
 
 
