@@ -245,7 +245,7 @@ class OutboundPolicy:
     """Which non-public destinations are allowed: private networks, hosts and CIDRs.
 
     An allowlist item is "host-or-CIDR" (every port) or ("host-or-CIDR", ports), a tuple of
-    the ports it opens; default_policy() builds the second kind from the AllowedNetwork rows.
+    the ports it opens; default_policy() builds the second kind from the admin's allowlist.
     """
 
     allow_private: bool = False
@@ -291,15 +291,20 @@ class OutboundPolicy:
         return sorted({port for ports in found if ports is not None for port in ports})
 
 
+# The admin-managed allowlist: a callable giving (host-or-CIDR, port or None) pairs, set by
+# integrations.apps once the models are ready (this module imports nothing else of the project:
+# it is the outbound layer everything else goes through). Unset, the allowlist is empty.
+allowlist_provider = None
+
+
 def default_policy() -> OutboundPolicy:
-    """The policy from settings plus the admin-managed AllowedNetwork table."""
+    """The policy from settings plus the admin-managed allowlist (allowlist_provider)."""
     allow_private = bool(getattr(settings, "KILN_ALLOW_PRIVATE_NETWORKS", False))
     try:
-        from integrations.models import AllowedNetwork
-
+        if allowlist_provider is None:
+            raise LookupError("no allowlist provider is registered")
         allowlist = [
-            (value, (port,) if port else WEB_PORTS)
-            for value, port in AllowedNetwork.objects.values_list("value", "port")
+            (value, (port,) if port else WEB_PORTS) for value, port in allowlist_provider()
         ]
     except Exception as exc:  # no database (yet): the guard must still work, just stricter
         logger.warning("Outbound allowlist unavailable (%s); using settings only", exc)

@@ -309,6 +309,26 @@ def test_default_policy_falls_back_to_settings_without_a_database(settings):
     assert policy.allowlist == []
 
 
+def test_without_an_allowlist_provider_the_policy_is_settings_only(settings, monkeypatch, caplog):
+    # Before the app registry is ready (or in a process without it) nobody registered one.
+    settings.KILN_ALLOW_PRIVATE_NETWORKS = True
+    monkeypatch.setattr(http, "allowlist_provider", None)
+    policy = http.default_policy()
+    assert policy.allow_private is True and policy.allowlist == []
+    assert "Outbound allowlist unavailable" in caplog.text
+
+
+def test_an_allowlist_provider_that_fails_leaves_settings_only(settings, monkeypatch, caplog):
+    def broken():
+        raise RuntimeError("database is down")
+
+    settings.KILN_ALLOW_PRIVATE_NETWORKS = False
+    monkeypatch.setattr(http, "allowlist_provider", broken)
+    policy = http.default_policy()
+    assert policy.allow_private is False and policy.allowlist == []
+    assert "Outbound allowlist unavailable (database is down)" in caplog.text
+
+
 # --- The guard through the real backend -----------------------------------------------------
 
 
