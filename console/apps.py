@@ -11,4 +11,4 @@ class ConsoleConfig(AppConfig):
             checks,  # noqa: F401  (registers the encryption-key check)
         )
 
-        brokerfix.install()  # the worker survives a Redis broker restart (issue 11)
+        brokerfix.install()  # so the worker survives a Redis broker restart

@@ -6,7 +6,7 @@ worker's reconnect closes the old connection, which sets its transport's `client
 the old callback stays in the loop; when it next asks its stale channels for a Redis client,
 `Channel._connparams` reads `None.hostname` and the AttributeError, not being a connection
 error, ends the worker: `Unrecoverable error: AttributeError("'NoneType' object has no
-attribute 'hostname'")` (issue 11). Here a poller forgets channels whose connection is closed
+attribute 'hostname'")`. Here a poller forgets channels whose connection is closed
 before it polls, and a closed channel asked for a client raises a connection error, which the
 consumer recovers from, instead of an AttributeError.
 """

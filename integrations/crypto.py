@@ -5,7 +5,7 @@ import binascii
 import hashlib
 import threading
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken
 
 
 class KeyConfigError(Exception):
@@ -50,7 +50,6 @@ class Keyring:
         self.keys = parse_keys(list(keys))
         self.fernets = [Fernet(k.encode()) for k in self.keys]
         self.ids = [key_id(k) for k in self.keys]
-        self.multi = MultiFernet(self.fernets)
 
     @property
     def primary_id(self) -> str:

@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_POST
 
 from console.access import client_ip, operator_required, viewer_required
-from console.views.mappings import CLAY_KINDS, DEFAULT_ID_COLUMN, ITEM_KINDS, WRITE_KINDS, _pick
+from console.views.mappings import CLAY_KINDS, DEFAULT_ID_COLUMN, ITEM_KINDS, WRITE_KINDS, pick
 from integrations.directus import flow_installer, flows
 from integrations.mapping import templates as mapping
 from integrations.models import AuditEvent, ClayDestination, MappingTemplate
@@ -30,7 +30,7 @@ def _flow_choices(data, template) -> dict:
         "scopes": scopes if data and "target" in data else scopes or ["items.create"],
         "collections": collections or ([template.collection] if template.collection else []),
         "target": target if target in ("destination", "custom") else "custom",
-        "destination": _pick(ClayDestination, data.get("destination")) if data else None,
+        "destination": pick(ClayDestination, data.get("destination")) if data else None,
         "url": (data.get("url") or "").strip() if data else "",
         "confirm": bool(data.get("confirm_plaintext")) if data else False,
         "inactive": bool(data.get("inactive")) if data else False,

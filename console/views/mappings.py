@@ -12,7 +12,6 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -203,8 +202,8 @@ def editor_from_template(template: MappingTemplate) -> Editor:
 
 
 def editor_from_post(data) -> Editor:
-    connection = _pick(DirectusConnection, data.get("connection"))
-    saved_query = _pick(SavedQuery, data.get("saved_query"))
+    connection = pick(DirectusConnection, data.get("connection"))
+    saved_query = pick(SavedQuery, data.get("saved_query"))
     try:
         placeholders = jsontext.loads(data.get("placeholders") or "{}")
     except ValueError:
@@ -229,7 +228,8 @@ def editor_from_post(data) -> Editor:
     return editor
 
 
-def _pick(model, pk):
+def pick(model, pk):
+    """The object with primary key pk (as posted), or None for a missing or bad one."""
     try:
         return model.objects.filter(pk=int(pk)).first() if pk else None
     except (TypeError, ValueError):
@@ -511,7 +511,7 @@ def sync_mapper(request):
             partial=partial.get(sync, "editor"),
             extra={"refresh_mapper": refresh},
         )
-    template = _pick(MappingTemplate, request.POST.get("template"))
+    template = pick(MappingTemplate, request.POST.get("template"))
     return _page(request, editor, template)
 
 
@@ -524,7 +524,7 @@ def preview_template(request):
     preview = _preview(request, editor, request.POST.get("preview_source", "sample"))
     if request.htmx:
         return _page(request, editor, None, partial="preview", extra={"preview": preview})
-    template = _pick(MappingTemplate, request.POST.get("template"))
+    template = pick(MappingTemplate, request.POST.get("template"))
     return _page(request, editor, template, extra={"preview": preview})
 
 
@@ -580,7 +580,7 @@ def test_template(request):
         request_plan["result"] = _send(request, editor, request_plan)
     if request.htmx:
         return _page(request, editor, None, partial="test-result", extra={"test": request_plan})
-    template = _pick(MappingTemplate, request.POST.get("template"))
+    template = pick(MappingTemplate, request.POST.get("template"))
     return _page(request, editor, template, extra={"test": request_plan})
 
 
@@ -653,14 +653,13 @@ def _send(request, editor, plan) -> dict:
     kind = editor.kind
     try:
         with editor.connection.client() as client:
-            # The low-level call gives the real status (PATCH of a missing id answers 204).
-            response = client._request(
+            # The raw response gives the real status (PATCH of a missing id answers 204).
+            response = client.items_request(
                 plan["method"],
-                _quoted_path(editor.collection, plan.get("item_id")),
+                editor.collection,
+                plan.get("item_id"),
                 params=plan["params"] or None,
                 body=plan["body"] if kind in WRITE_KINDS else None,
-                collection=editor.collection,
-                item=plan.get("item_id"),
             )
             elapsed = client.last_elapsed_ms
     except DirectusError as exc:
@@ -683,11 +682,6 @@ def _send(request, editor, plan) -> dict:
         "answer": answer,
         "note": note,
     }
-
-
-def _quoted_path(collection, item_id) -> str:
-    path = f"/items/{quote(collection, safe='')}"
-    return path if item_id is None else f"{path}/{quote(str(item_id), safe='')}"
 
 
 @operator_required

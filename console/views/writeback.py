@@ -461,10 +461,7 @@ def _creates_and_updates(sync, result, fold_case) -> dict:
 def _count_existing(client, sync, values) -> int:
     field = sync.match_field
     query = {"filter": {field: {"_in": values}}, "fields": [field], "limit": len(values) + 1}
-    if sum(len(str(v)) + 3 for v in values) > 4000:  # too long for a URL: SEARCH with a body
-        page = client.search_items(sync.collection, query)
-    else:
-        page = client.list_items(sync.collection, query)
+    page = client.read_items(sync.collection, query)  # SEARCH when too long for a URL
     wanted = {columnmap.key_text(v) for v in values}
     found = {
         columnmap.key_text(item.get(field))

@@ -92,9 +92,25 @@ def excerpt(body: str) -> str:
     return http.redacted_excerpt(body, EXCERPT_CHARS)
 
 
-def backoff(attempt: int) -> float:
+@dataclass(frozen=True)
+class Retries:
+    """How many tries a Sender gives a row and how long it waits between them."""
+
+    max_attempts: int
+    max_rate_limited_attempts: int
+    base_seconds: float
+    max_seconds: float
+
+    @classmethod
+    def current(cls) -> "Retries":
+        """This module's values as they are now (tests shorten them)."""
+        return cls(MAX_ATTEMPTS, MAX_RATE_LIMITED_ATTEMPTS, RETRY_BASE_SECONDS, RETRY_MAX_SECONDS)
+
+
+def backoff(attempt: int, retries: Retries | None = None) -> float:
     """Exponential with full jitter: 0.5 s, 1 s, 2 s... times a random 0.5-1.5."""
-    return min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)) * random.uniform(
+    retries = retries or Retries.current()
+    return min(retries.max_seconds, retries.base_seconds * 2 ** (attempt - 1)) * random.uniform(
         0.5, 1.5
     )
 
@@ -113,6 +129,7 @@ class Sender:
         on_wait=None,
         hold=False,
         cap_room=None,
+        retries: Retries | None = None,
     ):
         self.post = post  # an http.WebhookPost: one kept-alive connection per thread
         # Once an answer says the webhook cannot take rows (clay.HALT_*), nothing more is sent:
@@ -122,6 +139,7 @@ class Sender:
         # Submissions the webhook had left when sending began (None: unknown): a 403 near it
         # is the cap, not the token.
         self.cap_room = cap_room
+        self.retries = retries or Retries.current()
         self.accepted = 0
         # Until one row was accepted, one request at a time: a wrong token or URL costs one
         # refused request per sender, whatever the concurrency.
@@ -280,13 +298,16 @@ class Sender:
                 return self._halted_by(job, attempts, last, started, state)
             state["maybe"] = state["maybe"] or last.maybe_delivered
             rate_limited = last.status in (429, 503)
-            budget = MAX_RATE_LIMITED_ATTEMPTS if rate_limited else MAX_ATTEMPTS
+            retries = self.retries
+            budget = retries.max_rate_limited_attempts if rate_limited else retries.max_attempts
             if not last.transient or attempts >= budget:
                 return self._outcome(job, "failed", attempts, last, started, state)
             if rate_limited:
                 pause = min(
                     RETRY_AFTER_CAP_SECONDS,
-                    last.retry_after if last.retry_after is not None else backoff(attempts),
+                    last.retry_after
+                    if last.retry_after is not None
+                    else backoff(attempts, retries),
                 )
                 self._paused_until = max(self._paused_until, time.monotonic() + pause)
                 if self.limiter.rate > 0:
@@ -294,7 +315,7 @@ class Sender:
                         self.limiter.slow_down(pause)
                     except ratelimit.Unavailable:  # this worker's own pause still holds
                         pass
-            elif self._wait(backoff(attempts)):
+            elif self._wait(backoff(attempts, retries)):
                 return self._stopped(job, attempts, last, started, state)
 
     def _halted_by(self, job, attempts, last, started, state) -> RowOutcome:
@@ -407,8 +428,6 @@ class _Either:
 
 # The outcome tuples that cross the pipe, in RowOutcome's field order after the window id.
 _OUTCOME_FIELDS = list(RowOutcome.__dataclass_fields__)
-# Module values the child takes from the engine, so both retry alike (tests shorten them).
-_TUNING = ("MAX_ATTEMPTS", "MAX_RATE_LIMITED_ATTEMPTS", "RETRY_BASE_SECONDS", "RETRY_MAX_SECONDS")
 # How long the child gathers outcomes before it sends them on: fewer, larger messages.
 BATCH_SECONDS = 0.002
 CLOSE_TIMEOUT = 10.0
@@ -476,7 +495,8 @@ class SenderProcess:
                 "concurrency": concurrency,
                 "cap_room": cap_room,
                 "secrets": http.registered_secrets(),
-                "tuning": {name: globals()[name] for name in _TUNING},
+                # The engine's values, so both retry alike (tests shorten them).
+                "retries": Retries.current(),
             }
         )
         self.reader = threading.Thread(target=self._read, name="kiln-sender-reader", daemon=True)
@@ -654,7 +674,6 @@ def serve():
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     for secret in spec["secrets"]:
         http.register_secret(secret)
-    globals().update(spec["tuning"])
     post = http.WebhookPost(**spec["post"])
     limiter = ratelimit.limiter_for(*spec["limit"], redis_url=spec["redis_url"])
     stop = threading.Event()
@@ -668,6 +687,7 @@ def serve():
         on_wait=outbox.put_waiting,
         hold=True,
         cap_room=spec.get("cap_room"),
+        retries=spec["retries"],
     )
     try:
         while True:

@@ -359,23 +359,39 @@ class DirectusClient:
     def _read_capped(self, collection, query) -> ItemsPage:
         """Read one page; a limit above the server's QUERY_LIMIT_MAX is lowered to it once."""
         try:
-            page = self._read(collection, query)
+            page = self.read_items(collection, query)
         except DirectusError as exc:
             cap = query_limit_from_error(exc)
             if cap is None or cap >= int(query.get("limit") or 0):
                 raise
             query = {**query, "limit": cap}
-            page = self._read(collection, query)
+            page = self.read_items(collection, query)
             page.limit = cap
         return page
 
-    # -- plumbing ----------------------------------------------------------------------
-
-    def _read(self, collection, query) -> ItemsPage:
+    def read_items(self, collection, query: dict) -> ItemsPage:
+        """One page for query (filter, fields, sort, limit...): GET with the query in the URL,
+        or SEARCH with it in the body when the URL would be too long for proxies and Node."""
         params = _encode_params(query)
         if len(urlencode(params)) > _MAX_QUERY_STRING:
             return self.search_items(collection, query)
         return self.list_items(collection, params)
+
+    def items_request(self, method, collection, item=None, *, params=None, body=None):
+        """One request on /items/<collection>[/<item>], its httpx response returned as it came
+        (an error answer still raises DirectusError): for showing exactly what Directus said,
+        e.g. the 204 a PATCH of a missing id answers."""
+        path = _items(collection) if item is None else f"{_items(collection)}/{_q(item)}"
+        return self._request(
+            method, path, params=params, body=body, collection=collection, item=item
+        )
+
+    def call(self, method, path, *, params=None, body=None):
+        """Any other endpoint (`/flows`, `/operations/<id>`...): the answer's `data`, None when
+        Directus answers 204 or nothing."""
+        return self._data(method, path, params=params, body=body)
+
+    # -- plumbing ----------------------------------------------------------------------
 
     def _page(self, method, path, collection, *, params=None, body=None) -> ItemsPage:
         response = self._request(method, path, params=params, body=body, collection=collection)

@@ -56,7 +56,7 @@ class InstallError(Exception):
 
 def _call(client: DirectusClient, step: str, method: str, path: str, body=None, params=None):
     try:
-        return client._data(method, path, body=body, params=params)
+        return client.call(method, path, body=body, params=params)
     except DirectusError as exc:
         raise InstallError(exc, step) from exc
 
@@ -64,7 +64,7 @@ def _call(client: DirectusClient, step: str, method: str, path: str, body=None, 
 def find_flow(client: DirectusClient, flow_id: str) -> dict | None:
     """The flow with its operations' ids, or None when Directus says it is not there (403)."""
     try:
-        return client._data(
+        return client.call(
             "GET", f"/flows/{flow_id}", params={"fields": "id,name,status,operation,operations.id"}
         )
     except DirectusError as exc:
@@ -112,7 +112,7 @@ def _create(client, spec) -> InstallResult:
     except InstallError:
         # Do not leave a half-built Flow behind (it would run with no operation).
         try:
-            client._data("DELETE", f"/flows/{new_flow_id}")
+            client.call("DELETE", f"/flows/{new_flow_id}")
         except DirectusError:
             pass
         raise

@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
-import anyio
-import anyio.to_thread
 import httpcore
 import httpx
 from django.conf import settings
@@ -247,7 +245,7 @@ class OutboundPolicy:
     """Which non-public destinations are allowed: private networks, hosts and CIDRs.
 
     An allowlist item is "host-or-CIDR" (every port) or ("host-or-CIDR", ports), a tuple of
-    the ports it opens; default_policy() builds the second kind from the AllowedNetwork rows.
+    the ports it opens; default_policy() builds the second kind from the admin's allowlist.
     """
 
     allow_private: bool = False
@@ -293,15 +291,20 @@ class OutboundPolicy:
         return sorted({port for ports in found if ports is not None for port in ports})
 
 
+# The admin-managed allowlist: a callable giving (host-or-CIDR, port or None) pairs, set by
+# integrations.apps once the models are ready (this module imports nothing else of the project:
+# it is the outbound layer everything else goes through). Unset, the allowlist is empty.
+allowlist_provider = None
+
+
 def default_policy() -> OutboundPolicy:
-    """The policy from settings plus the admin-managed AllowedNetwork table."""
+    """The policy from settings plus the admin-managed allowlist (allowlist_provider)."""
     allow_private = bool(getattr(settings, "KILN_ALLOW_PRIVATE_NETWORKS", False))
     try:
-        from integrations.models import AllowedNetwork
-
+        if allowlist_provider is None:
+            raise LookupError("no allowlist provider is registered")
         allowlist = [
-            (value, (port,) if port else WEB_PORTS)
-            for value, port in AllowedNetwork.objects.values_list("value", "port")
+            (value, (port,) if port else WEB_PORTS) for value, port in allowlist_provider()
         ]
     except Exception as exc:  # no database (yet): the guard must still work, just stricter
         logger.warning("Outbound allowlist unavailable (%s); using settings only", exc)
@@ -429,35 +432,6 @@ class GuardedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's AnyIOBackend, but each TCP connect goes only to checked addresses."""
-
-    def __init__(self, policy: OutboundPolicy):
-        self.policy = policy
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        resolve = functools.partial(_resolve, host, port, self.policy)
-        try:
-            with anyio.fail_after(timeout):
-                addresses = await anyio.to_thread.run_sync(resolve, abandon_on_cancel=True)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout("DNS lookup timed out") from None
-        error = None
-        for ip, left in _attempts(addresses, timeout):
-            try:
-                return await self._inner.connect_tcp(ip, port, left, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-        raise error or httpcore.ConnectTimeout("timed out")
-
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
-        raise BlockedAddressError("Blocked: Unix sockets are not an outbound destination.")
-
-    async def sleep(self, seconds):
-        await self._inner.sleep(seconds)
-
-
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
     # Loading the CA bundle is slow and the context is safe to share between connections.
@@ -486,15 +460,6 @@ class GuardedTransport(httpx.HTTPTransport):
         )
 
 
-class AsyncGuardedTransport(httpx.AsyncHTTPTransport):
-    """AsyncHTTPTransport whose connection pool uses AsyncGuardedBackend."""
-
-    def __init__(self, policy: OutboundPolicy, max_connections: int = 10):
-        self._pool = httpcore.AsyncConnectionPool(
-            network_backend=AsyncGuardedBackend(policy), **_pool_options(max_connections)
-        )
-
-
 def _client_options(timeout, base_url, headers) -> dict:
     if timeout is None:
         timeout = getattr(settings, "KILN_OUTBOUND_TIMEOUT", 15.0)
@@ -516,13 +481,6 @@ def make_client(*, policy=None, timeout=None, max_connections=10, base_url="", h
     policy = default_policy() if policy is None else policy
     transport = GuardedTransport(policy, max_connections)
     return httpx.Client(transport=transport, **_client_options(timeout, base_url, headers))
-
-
-def make_async_client(*, policy=None, timeout=None, max_connections=10, base_url="", headers=None):
-    """A pooled httpx.AsyncClient whose every connection passes the address guard."""
-    policy = default_policy() if policy is None else policy
-    transport = AsyncGuardedTransport(policy, max_connections)
-    return httpx.AsyncClient(transport=transport, **_client_options(timeout, base_url, headers))
 
 
 # --- Sending ------------------------------------------------------------------------------
@@ -918,26 +876,3 @@ class WebhookPost:
         if not connected and isinstance(exc, OSError) and exc.strerror:
             return OutboundError(f"Could not connect to {where} ({exc.strerror}).")
         return _reset(where, exc)
-
-
-async def asend(
-    client: httpx.AsyncClient, method: str, url: str, *, follow_redirects: int = 0, **kwargs
-):
-    """Async send(): same checks, same errors."""
-    request, auth = _start(client, method, url, kwargs)
-    first, limit = request, _limit()
-    for hops_left in range(follow_redirects, -1, -1):
-        try:
-            response = await client.send(request, auth=auth, stream=True, follow_redirects=False)
-            try:
-                body = _Body(request, response, limit)
-                async for chunk in response.aiter_bytes():
-                    body.add(chunk)
-            finally:
-                await response.aclose()
-        except _HTTPX_ERRORS as exc:
-            raise _translate(exc, request) from None
-        following = _done(client, first, request, response, body, kwargs, hops_left, auth)
-        if following is None:
-            return response
-        request, auth = following

@@ -15,7 +15,6 @@ and never turns the outage into failed rows.
 """
 
 import functools
-import os
 import threading
 import time
 
@@ -163,14 +162,6 @@ class LocalLimiter(Limiter):
                 state["slowed_at"] = now
             state["tat"] = max(state["tat"], now + max(0.0, pause))
             return state["factor"]
-
-
-def _after_fork_in_child():
-    # The engine's sender process is forked while other threads may hold this lock.
-    LocalLimiter._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def redis_errors() -> tuple:

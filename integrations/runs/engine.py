@@ -96,7 +96,7 @@ class Window:
     unsent: list = field(default_factory=list)  # Jobs handed back at the deadline (carried)
     labels: dict = field(default_factory=dict)  # row key -> the sync's label field value
     carried: bool = False  # the window of rows an earlier slice handed back
-    queued_at: object = field(default_factory=timezone.now)  # issue 6: the trace's "queued"
+    queued_at: object = field(default_factory=timezone.now)  # the round-trip trace's "queued"
 
     @property
     def done(self) -> bool:
@@ -402,7 +402,8 @@ class Slice:
         for key, item in items:
             try:
                 value = self.render(item)
-                value = roundtrip.stamp(value, sync.pk, sync.saved_query.collection, key)  # issue 6
+                # The round-trip fields: the enriched row Clay sends back finds this row by them.
+                value = roundtrip.stamp(value, sync.pk, sync.saved_query.collection, key)
                 body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
                 digest = mapping.payload_hash(value)
             except (mapping.TemplateError, ValueError, TypeError, LookupError) as exc:
@@ -881,7 +882,7 @@ class Slice:
             bulk.insert(
                 RowResult, RESULT_FIELDS, rows, constants={"created_at": now}, ignore_conflicts=True
             )
-            roundtrip.record_window(self.run, window, outcomes, now)  # issue 6: queued -> sent
+            roundtrip.record_window(self.run, window, outcomes, now)  # the traces: queued -> sent
             sent = [o for o in outcomes if o.status == Status.SENT]
             if sent:
                 self.webhook.add_submissions(len(sent))

@@ -32,10 +32,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from integrations.clay.sender import backoff
-from integrations.directus.client import DirectusError, _encode_params
+from integrations.directus.client import DirectusError
 from integrations.mapping import columnmap
 from integrations.outbound import http, ratelimit
 from integrations.runs import roundtrip
@@ -45,8 +45,6 @@ MAX_RATE_LIMITED_ATTEMPTS = 8
 RETRY_AFTER_CAP_SECONDS = 120.0
 # Directus rounds Retry-After to whole seconds, so "0" means "later within this second".
 MIN_PAUSE_SECONDS = 0.25
-# A lookup whose query string would be longer than this goes as SEARCH with a JSON body.
-MAX_QUERY_STRING = 6000
 EXCERPT_CHARS = 500
 # Errors no smaller batch can fix: every row fails with the same reason, without splitting.
 _BATCH_WIDE_CODES = {"INVALID_CREDENTIALS", "TOKEN_EXPIRED", "ROUTE_NOT_FOUND", "NOT_DIRECTUS"}
@@ -357,12 +355,8 @@ class Writer:
                 "limit": limit,
                 "page": page,
             }
-            read = (
-                self.directus.search_items
-                if len(urlencode(_encode_params(query))) > MAX_QUERY_STRING
-                else self.directus.list_items
-            )
-            call = functools.partial(read, self.collection, query)
+            # A long `_in` list goes as SEARCH with a JSON body (DirectusClient.read_items).
+            call = functools.partial(self.directus.read_items, self.collection, query)
             self.stats.lookups += 1
             try:
                 answer, _ = self._call(call)

@@ -1,4 +1,4 @@
-"""Save query saves on the first click, with a message (issue 14, point 5)."""
+"""Save query saves on the first click, with a message."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""The home page answers "what is failing now?" in Chromium (issue 14, point 7): a failed run,
+"""The home page answers "what is failing now?" in Chromium: a failed run,
 an auth-rejected destination and a drifted sync, each a link to where it is fixed."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""The issue's Done-when in a browser: map a Clay lead row to `leads` by clicking, preview it on a
+"""The mapper end to end in a browser: map a Clay lead row to `leads` by clicking, preview it on a
 row whose name holds a quote, test it on one row against the real Directus, copy the Clay settings."""
 
 import json

@@ -1,4 +1,4 @@
-"""The issue's "Done when", clicked through in Chromium against the real Directus.
+"""The query builder end to end, clicked through in Chromium against the real Directus.
 
 An operator builds `status = published AND (views > 1000 OR author.last_name contains "Kn")`,
 sorted by -views, fields id,title,author.first_name, limit 10, without typing a key; copies the

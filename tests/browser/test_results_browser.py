@@ -1,4 +1,4 @@
-"""Results a person can read (issue 14, point 4), in Chromium against the real Directus: a
+"""Results a person can read, in Chromium against the real Directus: a
 120 KB text shows clipped with "show all" and whole in the raw JSON; a one-to-many list cut at
 Directus's nested default of 100 is flagged and read whole with one click."""
 

@@ -1,6 +1,6 @@
 # ruff: noqa: F811 (pytest fixtures imported from other modules are redefined as arguments)
-"""Headless Chromium: a run page groups its outcomes by cause, each group a link to its rows
-(issue 13). The real engine sends to a loopback Clay sink that stores two rows and then drops
+"""Headless Chromium: a run page groups its outcomes by cause, each group a link to its rows.
+The real engine sends to a loopback Clay sink that stores two rows and then drops
 the connection, refuses one row as too large, or rejects the token."""
 
 import pytest

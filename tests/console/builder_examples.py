@@ -1,4 +1,4 @@
-"""The query builder's worked example, shared by the builder and page tests: the issue's query."""
+"""The query builder's worked example, shared by the builder and page tests."""
 
 import json
 from pathlib import Path
@@ -20,7 +20,7 @@ EXAMPLE_QS = (
 
 
 def example_form(connection, **extra):
-    """The issue's example as the builder form posts it, built by clicking."""
+    """The worked example as the builder form posts it, built by clicking."""
     data = {
         "connection": str(connection.pk),
         "collection": "articles",

@@ -1,4 +1,4 @@
-"""Inputs that used to answer 500 get a page that says what is wrong (issue 11)."""
+"""Inputs that used to answer 500 get a page that says what is wrong."""
 
 import pytest
 from django.urls import reverse

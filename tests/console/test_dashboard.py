@@ -1,4 +1,4 @@
-"""The ops dashboard on the home page (issue 14, point 7): what is failing, each item linked."""
+"""The ops dashboard on the home page: what is failing, each item linked."""
 
 from datetime import timedelta
 

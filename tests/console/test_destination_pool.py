@@ -1,4 +1,4 @@
-"""A destination's webhook pool and its state on its page (issue 13): a broken webhook says
+"""A destination's webhook pool and its state on its page: a broken webhook says
 how to fix it, a full one says to add a webhook, admins add webhooks (secrets write-only),
 a new token clears "token rejected"."""
 

@@ -1,4 +1,4 @@
-"""The run page explains itself (issue 13): outcomes grouped by cause with links to their
+"""The run page explains itself: outcomes grouped by cause with links to their
 rows, the sync's label beside each key, every attempt of a row, progress before a page is
 recorded, possibly duplicated rows flagged and filterable."""
 

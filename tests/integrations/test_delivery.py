@@ -1,5 +1,5 @@
 # ruff: noqa: F811 (pytest fixtures imported from syncfixtures are redefined as arguments)
-"""Clay delivery that tells the truth (issue 13): a broken webhook stops the run, a full one
+"""Clay delivery that tells the truth: a broken webhook stops the run, a full one
 rolls over to the pool's next webhook, possibly duplicated rows are counted, every attempt
 is kept. In-process engine against the loopback Clay-like sink (bench/fakes.FakeSink)."""
 

@@ -1,5 +1,5 @@
 # ruff: noqa: F811 (pytest fixtures imported from test_worker are redefined as arguments)
-"""Two real Celery workers (issue 13): a wrong webhook token stops both at once, and a pool's
+"""Two real Celery workers: a wrong webhook token stops both at once, and a pool's
 full webhook rolls over to the next without losing or duplicating a row. Redis on
 127.0.0.1:6379, db 9 (flushed before and after)."""
 

@@ -172,6 +172,33 @@ def test_collection_names_are_quoted_into_the_path(fake, client):
     assert route.called
 
 
+def test_items_request_returns_the_response_as_it_came(fake, client):
+    route = fake.patch("/items/a%2Fb/x%2F1").respond(204)
+    response = client.items_request("PATCH", "a/b", "x/1", body={"views": 1})
+    assert response.status_code == 204 and route.called
+    fake.get("/items/leads").respond(json={"data": []})
+    assert client.items_request("GET", "leads", params=[("limit", "1")]).json() == {"data": []}
+    fake.post("/items/leads").mock(return_value=forbidden_collection("leads"))
+    assert raised(lambda: client.items_request("POST", "leads", body={})).status == 403
+
+
+def test_call_returns_the_data_of_any_endpoint(fake, client):
+    fake.get("/flows/f1").respond(json={"data": {"id": "f1"}})
+    fake.delete("/flows/f1").respond(204)
+    assert client.call("GET", "/flows/f1") == {"id": "f1"}
+    assert client.call("DELETE", "/flows/f1") is None
+
+
+def test_read_items_goes_as_search_only_when_the_query_is_too_long_for_a_url(fake, client):
+    listed = fake.get("/items/leads").respond(json={"data": [{"id": 1}]})
+    searched = fake.route(method="SEARCH", path="/items/leads").respond(json={"data": []})
+    assert client.read_items("leads", {"filter": {"id": {"_in": [1]}}}).data == [{"id": 1}]
+    big = {"email": {"_in": [f"person{i}@example.com" for i in range(400)]}}
+    client.read_items("leads", {"filter": big, "limit": 401})
+    assert listed.call_count == 1 and searched.call_count == 1
+    assert json.loads(searched.calls.last.request.content)["query"]["filter"] == big
+
+
 def test_permissions_me_is_none_where_the_server_has_no_such_route(fake, client):
     fake.get("/permissions/me").respond(
         404,

@@ -1,6 +1,5 @@
 """The outbound HTTP path: address guard, errors, size cap, redirects and redaction."""
 
-import asyncio
 import datetime
 import gzip
 import io
@@ -308,6 +307,26 @@ def test_default_policy_falls_back_to_settings_without_a_database(settings):
     policy = http.default_policy()  # pytest-django refuses DB access here
     assert policy.allow_private is False
     assert policy.allowlist == []
+
+
+def test_without_an_allowlist_provider_the_policy_is_settings_only(settings, monkeypatch, caplog):
+    # Before the app registry is ready (or in a process without it) nobody registered one.
+    settings.KILN_ALLOW_PRIVATE_NETWORKS = True
+    monkeypatch.setattr(http, "allowlist_provider", None)
+    policy = http.default_policy()
+    assert policy.allow_private is True and policy.allowlist == []
+    assert "Outbound allowlist unavailable" in caplog.text
+
+
+def test_an_allowlist_provider_that_fails_leaves_settings_only(settings, monkeypatch, caplog):
+    def broken():
+        raise RuntimeError("database is down")
+
+    settings.KILN_ALLOW_PRIVATE_NETWORKS = False
+    monkeypatch.setattr(http, "allowlist_provider", broken)
+    policy = http.default_policy()
+    assert policy.allow_private is False and policy.allowlist == []
+    assert "Outbound allowlist unavailable (database is down)" in caplog.text
 
 
 # --- The guard through the real backend -----------------------------------------------------
@@ -781,78 +800,6 @@ def test_httpx_info_lines_with_a_secret_url_are_redacted(serve):
     assert "HTTP Request: POST" in output
     assert "/v3/sources/webhook/[redacted]" in output
     assert secret not in output
-
-
-# --- Async client ----------------------------------------------------------------------------
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def test_async_client_sends_and_caps(serve, settings):
-    settings.KILN_MAX_RESPONSE_BYTES = 1000
-    server = serve(lambda h: (200, {}, b"x" * (10 if h.path == "/small" else 5000)))
-
-    async def go():
-        async with http.make_async_client(policy=LOOPBACK_ONLY) as client:
-            response = await http.asend(client, "GET", server.url + "/small")
-            assert response.content == b"x" * 10
-            with pytest.raises(OutboundError) as caught:
-                await http.asend(client, "GET", server.url + "/big")
-            assert caught.value.kind == "too_large"
-
-    run(go())
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "0x7f000001", "localhost", "[::ffff:127.0.0.1]"])
-def test_async_client_blocks_private_addresses(host, listener):
-    port = listener.getsockname()[1]
-
-    async def go():
-        async with http.make_async_client(policy=STRICT) as client:
-            await http.asend(client, "GET", f"http://{host}:{port}/")
-
-    with pytest.raises(BlockedAddressError):
-        run(go())
-    assert_no_connection(listener)
-
-
-def test_async_client_reports_refused_and_dns_failures(fake_dns):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-
-    async def go():
-        async with http.make_async_client(policy=LOOPBACK_ONLY) as client:
-            with pytest.raises(OutboundError) as refused:
-                await http.asend(client, "GET", f"http://127.0.0.1:{port}/")
-            with pytest.raises(OutboundError) as dns:
-                await http.asend(client, "GET", "http://nowhere.example.com/")
-        return refused.value, dns.value
-
-    refused, dns = run(go())
-    assert refused.kind == "refused"
-    assert dns.kind == "dns"
-
-
-def test_async_redirects_drop_credentials_cross_host(serve):
-    other = serve(host="127.0.0.2")
-    server = serve(redirect_to(other.url + "/elsewhere"))
-
-    async def go():
-        async with http.make_async_client(policy=PRIVATE) as client:
-            return await http.asend(
-                client,
-                "GET",
-                server.url + "/start",
-                follow_redirects=1,
-                headers={"Authorization": "Bearer x-123456"},
-            )
-
-    assert run(go()).status_code == 200
-    assert "Authorization" not in other.requests[0].headers
 
 
 # --- Client construction ---------------------------------------------------------------------

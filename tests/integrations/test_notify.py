@@ -1,5 +1,5 @@
 # ruff: noqa: F811 (pytest fixtures imported from syncfixtures are redefined as arguments)
-"""Failures reach people (issue 13): a failed run is told once by email and once to a chat
+"""Failures reach people: a failed run is told once by email and once to a chat
 webhook, with a link; a webhook that breaks or fills is told once; the test button; a real
 SMTP conversation with a local server; channel URLs are secrets behind the SSRF guard."""
 

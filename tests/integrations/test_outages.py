@@ -1,5 +1,5 @@
 """The engine in this process while its stores fail or its destination crawls: sending pauses,
-slices end on time, and no row that was never sent is recorded as failed (issue 11)."""
+slices end on time, and no row that was never sent is recorded as failed."""
 
 import time
 

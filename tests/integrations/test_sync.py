@@ -52,7 +52,8 @@ def test_it_sends_every_row_and_records_one_result_each(directus, sink):
         "title": 'Article 7: notes on "enrichment"',
         "email": "author7@example.com",
         "source": "kiln",
-        # The round trip's id travels with the row (issue 6; test_roundtrip.py).
+        # The round trip's id travels with the row, so the enriched row can find its trace
+        # (test_roundtrip.py).
         "kiln_row_id": roundtrip.row_id_for(sync.pk, "7"),
         "kiln_sync": sync.pk,
         "kiln_collection": "articles",

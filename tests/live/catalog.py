@@ -1,4 +1,4 @@
-"""A shop schema Kiln has never seen, made with the admin token (issue 14) and dropped after.
+"""A shop schema Kiln has never seen, made with the admin token and dropped after.
 
 `Products_<hex>` (capitalised, uuid key) has an m2o `supplier` to `suppliers_<hex>` (string
 key, o2m alias `products` back, one supplier with 120 products: more than Directus's nested

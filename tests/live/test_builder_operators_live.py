@@ -1,5 +1,5 @@
-"""Every operator the builder offers is one Directus takes, on a schema Kiln has never seen
-(issue 14, point 2): each field type of a uuid-keyed, capitalised collection, through an m2o
+"""Every operator the builder offers is one Directus takes, on a schema Kiln has never seen:
+each field type of a uuid-keyed, capitalised collection, through an m2o
 to a string-keyed collection and an m2m through a junction. Each one is sent."""
 
 import pytest

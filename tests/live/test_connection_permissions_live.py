@@ -1,4 +1,4 @@
-"""Test connection says what a token may do, on a schema Kiln has never seen (issue 14, point 1)."""
+"""Test connection says what a token may do, on a schema Kiln has never seen."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Schema drift before every run, against the real Directus (issue 14, point 6): a field a sync
+"""Schema drift before every run, against the real Directus: a field a sync
 uses is renamed or retyped in Directus; the next run is refused naming the field and where."""
 
 import pytest
