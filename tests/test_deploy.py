@@ -243,3 +243,25 @@ def test_the_image_installs_the_lock_with_hashes_checked():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "COPY requirements.lock ./" in dockerfile
     assert "RUN pip install --require-hashes -r requirements.lock" in dockerfile
+
+
+def test_the_readme_architecture_tree_names_every_module_of_integrations():
+    """The tree in README's Architecture section is the tree on disk: a module added, moved or
+    removed without the README saying so fails here."""
+    readme = (ROOT / "README.md").read_text()
+    tree = readme.split("## Architecture", 1)[1].split("```")[1]
+    named, package = set(), ""
+    for line in tree.splitlines():
+        if not line.startswith("  "):  # console/, integrations/, demo/: the top level
+            continue
+        if not line.startswith("   "):  # an entry of integrations/; deeper lines continue it
+            head = line.split()[0]
+            package = head.rstrip("/") + "/" if head.endswith("/") else ""
+        named.update(package + name for name in re.findall(r"[a-z_]+\.py", line))
+    on_disk = {
+        path.relative_to(ROOT / "integrations").as_posix()
+        for path in (ROOT / "integrations").rglob("*.py")
+        if path.name not in ("__init__.py", "apps.py")
+        and path.relative_to(ROOT / "integrations").parts[0] not in ("migrations", "management")
+    }
+    assert named == on_disk
