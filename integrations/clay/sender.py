@@ -30,6 +30,7 @@ from django.conf import settings
 
 from integrations.clay import webhook as clay
 from integrations.outbound import http, ratelimit
+from integrations.outcome import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -70,20 +71,9 @@ class Job:
 
 
 @dataclass
-class RowOutcome:
-    key: str
-    status: str  # RowResult.Status value
-    http_status: int | None = None
-    error_code: str = ""
-    error_message: str = ""
-    attempts: int = 0
-    duration_ms: int = 0
-    payload_hash: str = ""
-    request_excerpt: str = ""
-    response_excerpt: str = ""
-    resent: bool = False
-    possibly_duplicated: bool = False  # sent after a try that may have reached Clay already
-    attempt_log: list = field(default_factory=list)  # [{at, status, ms, error, maybe}]
+class RowOutcome(Outcome):
+    """A row's outcome from Clay. Sent through the pipe as a tuple: fields keep their order."""
+
     halt: str = ""  # clay.HALT_*: this answer stopped sending to the webhook
     maybe: bool = False  # a try may have reached Clay (kept when the row is handed back)
 

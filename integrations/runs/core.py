@@ -10,6 +10,7 @@ Both directions use this module: engine.Slice (Directus → Clay) and inbound_ru
 (write-back and relay runs). What differs between them (reading, sending, writing) stays there.
 """
 
+import json
 import logging
 from datetime import timedelta
 
@@ -22,6 +23,7 @@ from django.utils import timezone
 from integrations.models import RunDailyStat, SyncRun
 from integrations.models.syncs import RowResult
 from integrations.outbound import http
+from integrations.runs import bulk
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +180,61 @@ def counters(outcomes, *, possibly_duplicated=False) -> dict:
     if failures:
         changes["last_error"] = f"Row {failures[-1].key}: {failures[-1].error_message}"[:2000]
     return changes
+
+
+# The order of the tuples result_rows makes.
+RESULT_FIELDS = [
+    "run",
+    "row_key",
+    "status",
+    "http_status",
+    "error_code",
+    "error_message",
+    "attempts",
+    "duration_ms",
+    "payload_hash",
+    "resent",
+    "request_excerpt",
+    "response_excerpt",
+    "possibly_duplicated",
+    "label",
+    "attempt_log",
+]
+
+
+def result_rows(run_id: int, outcomes, labels=None) -> list[tuple]:
+    """The RowResult rows for outcomes (outcome.Outcome), as tuples in RESULT_FIELDS order."""
+    labels = labels or {}
+    return [
+        (
+            run_id,
+            o.key[:200],
+            o.status,
+            o.http_status,
+            o.error_code[:50],
+            o.error_message,
+            o.attempts,
+            o.duration_ms,
+            o.payload_hash,
+            o.resent,
+            o.request_excerpt,
+            o.response_excerpt,
+            o.possibly_duplicated,
+            labels.get(o.key, "")[:200],
+            json.dumps(o.attempt_log, separators=(",", ":")),
+        )
+        for o in outcomes
+    ]
+
+
+def insert_results(rows: list[tuple], now) -> None:
+    """Record result_rows in one INSERT; a row already recorded for its run is kept as it was.
+
+    Plain tuples: bulk_create's per-field compiling cost the engine more CPU than sending.
+    """
+    bulk.insert(
+        RowResult, RESULT_FIELDS, rows, constants={"created_at": now}, ignore_conflicts=True
+    )
 
 
 def record_daily_stat(sync_id, counts):

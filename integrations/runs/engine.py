@@ -40,7 +40,7 @@ from integrations.directus.client import DirectusError
 from integrations.mapping import templates as mapping
 from integrations.models import RowResult, SyncRowState, SyncRun, WebhookState
 from integrations.outbound import http
-from integrations.runs import bulk, causes, core, roundtrip, sources
+from integrations.runs import causes, core, roundtrip, sources
 from integrations.runs.core import Lease, heartbeat_seconds
 
 logger = logging.getLogger(__name__)
@@ -56,24 +56,6 @@ RATE_LIMITED_READ_SECONDS = 120.0
 DB_OUTAGE_SECONDS = 60.0
 DB_ERRORS = (OperationalError, InterfaceError)
 Status = RowResult.Status
-# The order of the row tuples _flush writes.
-RESULT_FIELDS = [
-    "run",
-    "row_key",
-    "status",
-    "http_status",
-    "error_code",
-    "error_message",
-    "attempts",
-    "duration_ms",
-    "payload_hash",
-    "resent",
-    "request_excerpt",
-    "response_excerpt",
-    "possibly_duplicated",
-    "label",
-    "attempt_log",
-]
 # A webhook's state → the HALT_* reason that stops sending to it.
 HALT_OF_STATE = {
     WebhookState.AUTH_REJECTED: clay.HALT_AUTH,
@@ -842,28 +824,7 @@ class Slice:
             checkpoint=checkpoint,
             lease_expires_at=core.lease_end(),
         )
-        run_id = self.run.pk
-        labels = window.labels
-        rows = [
-            (
-                run_id,
-                o.key[:200],
-                o.status,
-                o.http_status,
-                o.error_code[:50],
-                o.error_message,
-                o.attempts,
-                o.duration_ms,
-                o.payload_hash,
-                o.resent,
-                o.request_excerpt,
-                o.response_excerpt,
-                o.possibly_duplicated,
-                labels.get(o.key, "")[:200],
-                json.dumps(o.attempt_log, separators=(",", ":")),
-            )
-            for o in outcomes
-        ]
+        rows = core.result_rows(self.run.pk, outcomes, window.labels)
         self._db(self._record, window, outcomes, changes, rows, now)
         self.causes = new_causes
         self.run.checkpoint = checkpoint
@@ -878,10 +839,7 @@ class Slice:
                 return
         with transaction.atomic():
             self.lease.update(**changes)
-            # Plain tuples in one INSERT: bulk_create's per-field compiling cost more than sending.
-            bulk.insert(
-                RowResult, RESULT_FIELDS, rows, constants={"created_at": now}, ignore_conflicts=True
-            )
+            core.insert_results(rows, now)
             roundtrip.record_window(self.run, window, outcomes, now)  # the traces: queued -> sent
             sent = [o for o in outcomes if o.status == Status.SENT]
             if sent:

@@ -254,34 +254,17 @@ class RunWorker:
     def _record(self, batch, outcomes):
         """One transaction: row results, counters, checkpoint, inbound rows, traces."""
         now = timezone.now()
-        results = []
         for item, o in zip(batch, outcomes, strict=True):
             ident = str(getattr(item, "number", getattr(item, "pk", "")))
             o.resent = o.resent or ident in self.resent_keys
-            results.append(
-                RowResult(
-                    run_id=self.run.pk,
-                    row_key=o.key[:200],
-                    status=o.status,
-                    http_status=o.http_status,
-                    error_code=o.error_code[:50],
-                    error_message=o.error_message,
-                    attempts=o.attempts,
-                    duration_ms=o.duration_ms,
-                    payload_hash=getattr(o, "payload_hash", ""),
-                    resent=o.resent,
-                    request_excerpt=o.request_excerpt,
-                    response_excerpt=o.response_excerpt,
-                    created_at=now,
-                )
-            )
+        rows = core.result_rows(self.run.pk, outcomes)
         changes = core.counters(outcomes)
         checkpoint = {"inflight": []}
         if self.upload is not None:
             checkpoint["line"] = batch[-1].number
         with transaction.atomic():
             self.lease.update(checkpoint=self._checkpoint(**checkpoint), **changes)
-            RowResult.objects.bulk_create(results, ignore_conflicts=True)
+            core.insert_results(rows, now)
             if self.upload is None:
                 self._settle_rows(batch, outcomes, now)
             self.processor.after_record(batch, outcomes, now)

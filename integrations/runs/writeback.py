@@ -38,6 +38,7 @@ from integrations.clay.sender import backoff
 from integrations.directus.client import DirectusError
 from integrations.mapping import columnmap
 from integrations.outbound import http, ratelimit
+from integrations.outcome import Outcome
 from integrations.runs import roundtrip
 
 MAX_ATTEMPTS = 4
@@ -79,19 +80,10 @@ class WriteRow:
 
 
 @dataclass
-class WriteOutcome:
-    key: str
-    status: str  # RowResult.Status value: created, updated, failed, skipped
+class WriteOutcome(Outcome):
+    """A row's outcome from Directus; status: created, updated, failed or skipped."""
+
     item_key: object = None
-    http_status: int | None = None
-    error_code: str = ""
-    error_message: str = ""
-    attempts: int = 0
-    duration_ms: int = 0
-    request_excerpt: str = ""
-    response_excerpt: str = ""
-    resent: bool = False
-    payload_hash: str = ""
     transient: bool = False  # trying again later may work (Directus down, still rate limited)
 
     @property
@@ -457,17 +449,22 @@ class Writer:
         for i, row in rows:
             if str(row.pk) in returned or str(row.pk) in found:
                 out[i] = WriteOutcome(
-                    row.key, "updated", row.pk, 200, attempts=attempts, duration_ms=elapsed
+                    row.key,
+                    "updated",
+                    item_key=row.pk,
+                    http_status=200,
+                    attempts=attempts,
+                    duration_ms=elapsed,
                 )
                 continue
             code, message = self._not_found(row.pk, unreadable)
             out[i] = WriteOutcome(
                 row.key,
                 "failed",
-                row.pk,
-                200,
-                code,
-                message,
+                item_key=row.pk,
+                http_status=200,
+                error_code=code,
+                error_message=message,
                 attempts=attempts,
                 duration_ms=elapsed,
             )
@@ -515,8 +512,8 @@ class Writer:
             out[i] = WriteOutcome(
                 row.key,
                 "created",
-                item.get(self.pk) if item else None,
-                200,
+                item_key=item.get(self.pk) if item else None,
+                http_status=200,
                 attempts=attempts,
                 duration_ms=elapsed,
                 response_excerpt=excerpt(item)
@@ -696,17 +693,24 @@ class Writer:
     # -- outcomes --------------------------------------------------------------------------
 
     def _fail(self, row, message, code, status=None) -> WriteOutcome:
-        return WriteOutcome(row.key, "failed", row.pk, status, code, message)
+        return WriteOutcome(
+            row.key,
+            "failed",
+            item_key=row.pk,
+            http_status=status,
+            error_code=code,
+            error_message=message,
+        )
 
     def _row_failure(self, row, failure) -> WriteOutcome:
         exc = failure.exc
         return WriteOutcome(
             row.key,
             "failed",
-            row.pk,
-            exc.status,
-            exc.code[:50],
-            _row_message(exc, self.collection),
+            item_key=row.pk,
+            http_status=exc.status,
+            error_code=exc.code[:50],
+            error_message=_row_message(exc, self.collection),
             attempts=failure.attempts,
             transient=exc.transient or exc.status is None or (exc.status or 0) >= 500,
         )
