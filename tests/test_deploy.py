@@ -265,3 +265,11 @@ def test_the_readme_architecture_tree_names_every_module_of_integrations():
         and path.relative_to(ROOT / "integrations").parts[0] not in ("migrations", "management")
     }
     assert named == on_disk
+
+
+def test_the_production_image_leaves_out_the_demo_and_the_harness():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = [line.split()[-2] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    assert not {"demo", "harness"} & {c.rstrip("/") for c in copied}, copied
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "demo" in ignored and "harness" in ignored
