@@ -60,14 +60,15 @@ def seed(run):
     with connection.cursor() as cursor:
         cursor.execute(
             """INSERT INTO kiln_row_result (run_id, row_key, status, http_status, error_code, error_message,
-                 attempts, duration_ms, payload_hash, resent, request_excerpt, response_excerpt, created_at)
+                 attempts, duration_ms, payload_hash, resent, request_excerpt, response_excerpt, created_at,
+                 possibly_duplicated, label, attempt_log)
                SELECT %s, i::text, CASE WHEN i %% %s = 0 THEN 'failed' ELSE 'sent' END,
                  CASE WHEN i %% %s = 0 THEN 400 ELSE 200 END,
                  CASE WHEN i %% %s = 0 THEN 'HTTP_400' ELSE '' END,
                  CASE WHEN i %% %s = 0 THEN 'Clay refused the row with 400; it will not be retried.'
                       ELSE '' END,
                  1, 12, md5(i::text), false, '{"id": ' || i || ', "title": "Article"}',
-                 '{"status":"success"}', now() - interval '40 days'
+                 '{"status":"success"}', now() - interval '40 days', false, '', '[]'
                FROM generate_series(1, %s) AS i""",
             [run.pk, *[FAILED_EVERY] * 4, ROWS],
         )
