@@ -13,7 +13,7 @@ import time
 import uuid
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -111,40 +111,94 @@ def accept(
         # A relay event is never a duplicate: two identical updates are two events.
         key = uuid.uuid4().hex if relay else row_hash(row)
         keyed.setdefault(key, row)
-    with transaction.atomic():
-        known = (
-            set(
-                InboundRow.objects.filter(route=route, dedup_key__in=list(keyed)).values_list(
-                    "dedup_key", flat=True
-                )
-            )
-            if not relay
-            else set()
-        )
-        fresh = {k: r for k, r in keyed.items() if k not in known}
-        receipt = InboundReceipt.objects.create(
+    receipt = InboundReceipt(
+        route=route, received_at=now, size=size, rows=len(rows), remote_ip=remote_ip or None
+    )
+    fresh = [
+        InboundRow(
             route=route,
-            received_at=now,
-            size=size,
-            rows=len(rows),
-            duplicates=len(rows) - len(fresh),
-            remote_ip=remote_ip or None,
+            dedup_key=key,
+            data=row,
+            created_at=now,
+            kiln_row_id=str(row.get(ROW_ID_FIELD) or "")[:40],
         )
-        InboundRow.objects.bulk_create(
-            [
-                InboundRow(
-                    route=route,
-                    receipt=receipt,
-                    dedup_key=key,
-                    data=row,
-                    created_at=now,
-                    kiln_row_id=str(row.get(ROW_ID_FIELD) or "")[:40],
-                )
-                for key, row in fresh.items()
-            ],
-            ignore_conflicts=True,  # a concurrent request with the same row: stored once
-        )
+        for key, row in keyed.items()
+    ]
+    if connection.vendor == "postgresql" and len(fresh) <= ONE_STATEMENT_ROWS:
+        _store_in_one_statement(receipt, fresh)
+    else:
+        _store(receipt, fresh)
     return receipt
+
+
+# The endpoint's usual request is one row; PostgreSQL stores it and its receipt in one
+# statement (one round trip, committed on its own) instead of six: begin, look up duplicates,
+# insert the receipt, insert the rows, commit. Bigger bodies take the general path, which
+# keeps a statement's parameters well under PostgreSQL's 65,535.
+ONE_STATEMENT_ROWS = 500
+
+
+def _store(receipt: InboundReceipt, fresh: list[InboundRow]):
+    with transaction.atomic():
+        known = set(
+            InboundRow.objects.filter(
+                route=receipt.route, dedup_key__in=[row.dedup_key for row in fresh]
+            ).values_list("dedup_key", flat=True)
+        )
+        fresh = [row for row in fresh if row.dedup_key not in known]
+        receipt.duplicates = receipt.rows - len(fresh)
+        receipt.save()
+        for row in fresh:
+            row.receipt = receipt
+        # A concurrent request with the same row: stored once (counted fresh by both).
+        InboundRow.objects.bulk_create(fresh, ignore_conflicts=True)
+
+
+def _store_in_one_statement(receipt: InboundReceipt, fresh: list[InboundRow]):
+    """PostgreSQL: the rows not stored before, then their receipt with the count of the others.
+
+    Every column comes from the models' fields (values prepared and cast by Django), so a field
+    added later is stored here too. ON CONFLICT DO NOTHING skips rows the route already holds,
+    including one a concurrent request stored a moment ago, and the receipt counts exactly those
+    as duplicates. The rows reference the receipt before it exists; the foreign key is checked
+    when the statement ends.
+    """
+    quote = connection.ops.quote_name
+    row_fields = [f for f in InboundRow._meta.concrete_fields if f.name not in ("id", "receipt")]
+    receipt_fields = [
+        f for f in InboundReceipt._meta.concrete_fields if f.name not in ("id", "duplicates")
+    ]
+
+    def columns(fields):
+        return ", ".join(quote(f.column) for f in fields)
+
+    def placeholders(fields):
+        return ", ".join(f"CAST(%s AS {f.cast_db_type(connection)})" for f in fields)
+
+    def values(obj, fields):
+        return [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+
+    row_table, receipt_table = InboundRow._meta.db_table, InboundReceipt._meta.db_table
+    rows_sql = ", ".join(f"({placeholders(row_fields)})" for _ in fresh)
+    # Only names from the models and placeholders are formatted in; every value is a parameter.
+    sql = (
+        f"WITH receipt AS (SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS id), "  # noqa: S608
+        f"stored AS (INSERT INTO {quote(row_table)} ({columns(row_fields)}, "
+        f"{quote(InboundRow._meta.get_field('receipt').column)}) "
+        f"SELECT v.*, receipt.id FROM receipt, (VALUES {rows_sql}) AS v "
+        f"ON CONFLICT DO NOTHING RETURNING 1) "
+        f"INSERT INTO {quote(receipt_table)} (id, {columns(receipt_fields)}, duplicates) "
+        f"SELECT receipt.id, {placeholders(receipt_fields)}, %s - (SELECT count(*) FROM stored) "
+        f"FROM receipt RETURNING id, duplicates"
+    )
+    params = [receipt_table]
+    for row in fresh:
+        params += values(row, row_fields)
+    params += [*values(receipt, receipt_fields), receipt.rows]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        receipt.pk, receipt.duplicates = cursor.fetchone()
+    receipt._state.adding, receipt._state.db = False, connection.alias
 
 
 # route id -> when this process last knew a wake-up was queued (time.monotonic()). Under the

@@ -4,6 +4,7 @@ duplicates are recognised; rows wait while workers are down and are written when
 import datetime as dt
 import io
 import json
+import threading
 from unittest import mock
 
 import pytest
@@ -36,12 +37,8 @@ def queued(monkeypatch):
     monkeypatch.setattr(
         tasks.process_route, "apply_async", lambda *a, **k: calls.append(("route", a, k))
     )
-    monkeypatch.setattr(
-        tasks.process_route, "delay", lambda *a: calls.append(("route", a, {}))
-    )
-    monkeypatch.setattr(
-        tasks.run_inbound_slice, "delay", lambda *a: calls.append(("slice", a, {}))
-    )
+    monkeypatch.setattr(tasks.process_route, "delay", lambda *a: calls.append(("route", a, {})))
+    monkeypatch.setattr(tasks.run_inbound_slice, "delay", lambda *a: calls.append(("slice", a, {})))
     return calls
 
 
@@ -259,6 +256,63 @@ def test_the_same_row_sent_twice_is_stored_once(client, queued):
     assert response.status_code == 202
     assert response.json()["duplicates"] == 1
     assert InboundRow.objects.count() == 2
+
+
+def test_every_column_of_the_receipt_and_row_is_stored_as_the_orm_would(client, queued):
+    route, secret = make_route()
+    before = timezone.now()
+    body = {"email": "a@x.example", "kiln_row_id": "kr_" + "7" * 50, "note": "çà 'quoted' 🚀"}
+    response = post(client, route, body, secret, REMOTE_ADDR="203.0.113.9")
+    receipt = InboundReceipt.objects.get()
+    assert response.json()["receipt"] == receipt.pk
+    assert (receipt.route, receipt.rows, receipt.duplicates) == (route, 1, 0)
+    assert receipt.size == len(json.dumps(body)) and receipt.remote_ip == "203.0.113.9"
+    row = InboundRow.objects.get()
+    assert (row.receipt, row.route, row.data) == (receipt, route, body)
+    assert row.dedup_key == inbound.row_hash(body) and row.kiln_row_id == ("kr_" + "7" * 50)[:40]
+    assert (row.status, row.attempts, row.last_error, row.run, row.next_attempt_at) == (
+        "pending",
+        0,
+        "",
+        None,
+        None,
+    )
+    assert before <= receipt.received_at == row.created_at <= timezone.now()
+
+
+def test_a_body_over_the_one_statement_size_is_stored_and_counted_the_same(client, queued):
+    route, secret = make_route()
+    post(client, route, {"n": 0}, secret)
+    rows = [{"n": n} for n in range(inbound.ONE_STATEMENT_ROWS + 5)] + [{"n": 1}]
+    response = post(client, route, rows, secret)
+    # {"n": 0} was stored before; {"n": 1} appears twice in this body.
+    assert response.json()["rows"] == len(rows) and response.json()["duplicates"] == 2
+    assert InboundRow.objects.count() == inbound.ONE_STATEMENT_ROWS + 5
+    assert InboundReceipt.objects.get(pk=response.json()["receipt"]).duplicates == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_row_sent_at_once_on_many_connections_is_stored_once_and_counted_once(queued):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    route, _ = make_route()
+    barrier = threading.Barrier(6)
+
+    def send(n):
+        barrier.wait()
+        try:
+            # Two rows each: one every request shares, one of its own.
+            return inbound.accept(route, [{"same": True}, {"own": n}], size=0).duplicates
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(6) as pool:
+        duplicates = sorted(pool.map(send, range(6)))
+    assert duplicates == [0, 1, 1, 1, 1, 1]
+    assert InboundRow.objects.filter(data={"same": True}).count() == 1
+    assert InboundRow.objects.count() == 7
 
 
 def test_during_a_rotation_both_secrets_work_until_the_old_one_is_revoked(client, queued):
@@ -501,9 +555,7 @@ def test_a_burst_of_requests_queues_one_wake_up_and_asks_the_cache_once(monkeypa
             return True
 
     queued = []
-    monkeypatch.setattr(
-        tasks.process_route, "apply_async", lambda args, **kw: queued.append(args)
-    )
+    monkeypatch.setattr(tasks.process_route, "apply_async", lambda args, **kw: queued.append(args))
     monkeypatch.setattr(inbound, "cache", Cache())
     assert inbound.wake(7) is True
     assert [inbound.wake(7) for _ in range(20)] == [False] * 20
