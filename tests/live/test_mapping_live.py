@@ -204,18 +204,18 @@ def test_an_installed_flow_posts_the_mapped_body_and_reinstalling_does_not_dupli
 
         response = admin_client.post(install_url, choices)
         assert "Updated Flow" in response.content.decode()
-        flows_named = admin._data(
+        flows_named = admin.call(
             "GET", "/flows", params={"filter[name][_eq]": f"Kiln: {name}", "fields": "id"}
         )
         assert [f["id"] for f in flows_named] == [template.flow_id]
-        operations = admin._data(
+        operations = admin.call(
             "GET", "/operations", params={"filter[flow][_eq]": template.flow_id, "fields": "id"}
         )
         assert [o["id"] for o in operations] == [template.flow_operation_id]
     finally:
         template.refresh_from_db()
         if template.flow_id:
-            admin._data("DELETE", f"/flows/{template.flow_id}")
+            admin.call("DELETE", f"/flows/{template.flow_id}")
         if article_id is not None:
             admin.delete_items("articles", [article_id])
         listener.close()

@@ -319,7 +319,7 @@ def test_an_installed_relay_forwards_created_and_updated_articles_through_429s(
         route.refresh_from_db()
         assert route.flow_id and route.flow_operation_id
         # Neither the Clay webhook URL nor its token sits in Directus: only Kiln's route and secret.
-        operation = admin._data("GET", f"/operations/{route.flow_operation_id}")
+        operation = admin.call("GET", f"/operations/{route.flow_operation_id}")
         assert route.url in json.dumps(operation) and sink.url not in json.dumps(operation)
 
         article = admin.create_items(
@@ -360,19 +360,19 @@ def test_an_installed_relay_forwards_created_and_updated_articles_through_429s(
     finally:
         route.refresh_from_db()
         if route.flow_operation_id:
-            admin._data("DELETE", f"/operations/{route.flow_operation_id}")
+            admin.call("DELETE", f"/operations/{route.flow_operation_id}")
         if route.flow_id:
-            admin._data("DELETE", f"/flows/{route.flow_id}")
+            admin.call("DELETE", f"/flows/{route.flow_id}")
         if article_ids:
             admin.delete_items("articles", article_ids)
         sink.close()
-    assert not admin._data(
+    assert not admin.call(
         "GET", "/flows", params={"filter[id][_eq]": route.flow_id, "fields": "id"}
     )
 
 
 def own_writes_collection(admin, name):
-    admin._data(
+    admin.call(
         "POST",
         "/collections",
         body={
@@ -407,7 +407,7 @@ def test_kilns_own_write_back_is_not_relayed_to_clay_but_an_edit_with_another_to
         own_writes_collection(admin, collection)
         # The write-back acts as a Directus user of its own (as in production), not the admin.
         role = admin.me(fields="id,role")["role"]
-        user_id = admin._data(
+        user_id = admin.call(
             "POST",
             "/users",
             body={"email": f"kiln-wb-{tag}@example.com", "token": wb_token, "role": role},
@@ -513,10 +513,10 @@ def test_kilns_own_write_back_is_not_relayed_to_clay_but_an_edit_with_another_to
         if route is not None:
             route.refresh_from_db()
             if route.flow_operation_id:
-                admin._data("DELETE", f"/operations/{route.flow_operation_id}")
+                admin.call("DELETE", f"/operations/{route.flow_operation_id}")
             if route.flow_id:
-                admin._data("DELETE", f"/flows/{route.flow_id}")
-        admin._data("DELETE", f"/collections/{collection}")
+                admin.call("DELETE", f"/flows/{route.flow_id}")
+        admin.call("DELETE", f"/collections/{collection}")
         if user_id:
-            admin._data("DELETE", f"/users/{user_id}")
+            admin.call("DELETE", f"/users/{user_id}")
         sink.close()

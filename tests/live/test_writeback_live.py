@@ -136,13 +136,13 @@ def update_only_user(admin, collection="leads"):
     """A user whose policy may read and update `collection` but not create in it; its token."""
     suffix = uuid.uuid4().hex[:8]
     token = f"kiln-update-only-{suffix}"
-    policy = admin._data(
+    policy = admin.call(
         "POST",
         "/policies",
         body={"name": f"kiln update-only {suffix}", "admin_access": False, "app_access": False},
     )
     for action in ("read", "update"):
-        admin._data(
+        admin.call(
             "POST",
             "/permissions",
             body={
@@ -154,12 +154,12 @@ def update_only_user(admin, collection="leads"):
                 "validation": {},
             },
         )
-    role = admin._data(
+    role = admin.call(
         "POST",
         "/roles",
         body={"name": f"kiln update-only {suffix}", "policies": [{"policy": policy["id"]}]},
     )
-    user = admin._data(
+    user = admin.call(
         "POST",
         "/users",
         body={
@@ -172,9 +172,9 @@ def update_only_user(admin, collection="leads"):
     try:
         yield token
     finally:
-        admin._data("DELETE", f"/users/{user['id']}")
-        admin._data("DELETE", f"/roles/{role['id']}")
-        admin._data("DELETE", f"/policies/{policy['id']}")
+        admin.call("DELETE", f"/users/{user['id']}")
+        admin.call("DELETE", f"/roles/{role['id']}")
+        admin.call("DELETE", f"/policies/{policy['id']}")
 
 
 @pytest.fixture
