@@ -132,7 +132,7 @@ def accept(
 
 
 # The endpoint's usual request is one row; PostgreSQL stores it and its receipt in one
-# statement (one round trip, committed on its own) instead of six: begin, look up duplicates,
+# statement (one round trip, committed on its own) instead of five: begin, look up duplicates,
 # insert the receipt, insert the rows, commit. Bigger bodies take the general path, which
 # keeps a statement's parameters well under PostgreSQL's 65,535.
 ONE_STATEMENT_ROWS = 500
