@@ -53,7 +53,7 @@ def _read_body(request, size: int) -> bytes:
 @login_not_required
 @require_POST
 def receive(request, route):
-    found = InboundRoute.objects.filter(slug=route).select_related("sync").first()
+    found = InboundRoute.receiving(route)
     if found is None:
         return _problem(404, "No inbound route at this URL.")
     if not found.accepts(_presented_secret(request)):
@@ -75,7 +75,7 @@ def receive(request, route):
         return _problem(400, "The body could not be read to its end.")
     if len(raw) > limit:
         return _problem(413, f"The body is over {limit:,} bytes, the most this route takes.")
-    relay = found.sync.kind == Sync.Kind.RELAY
+    relay = found.sync_kind == Sync.Kind.RELAY
     try:
         rows = inbound.parse_body(raw, relay=relay)
     except inbound.BadPayload as exc:

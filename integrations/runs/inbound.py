@@ -7,6 +7,7 @@ sent twice has the same `dedup_key` (sha256 of its canonical JSON), unique per r
 stored, and applied, once. The runs that work these rows are in inbound_run.py.
 """
 
+import functools
 import json
 import logging
 import time
@@ -163,11 +164,34 @@ def _store_in_one_statement(receipt: InboundReceipt, fresh: list[InboundRow]):
     as duplicates. The rows reference the receipt before it exists; the foreign key is checked
     when the statement ends.
     """
-    quote = connection.ops.quote_name
+    row_fields, receipt_fields = _one_statement_fields()
+
+    def values(obj, fields):
+        return [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+
+    params = [InboundReceipt._meta.db_table]
+    for row in fresh:
+        params += values(row, row_fields)
+    params += [*values(receipt, receipt_fields), receipt.rows]
+    with connection.cursor() as cursor:
+        cursor.execute(_one_statement_sql(len(fresh)), params)
+        receipt.pk, receipt.duplicates = cursor.fetchone()
+
+
+@functools.cache
+def _one_statement_fields():
     row_fields = [f for f in InboundRow._meta.concrete_fields if f.name not in ("id", "receipt")]
     receipt_fields = [
         f for f in InboundReceipt._meta.concrete_fields if f.name not in ("id", "duplicates")
     ]
+    return row_fields, receipt_fields
+
+
+# Built once per number of rows (almost always 1): building it took as long as running it.
+@functools.cache
+def _one_statement_sql(count: int) -> str:
+    quote = connection.ops.quote_name
+    row_fields, receipt_fields = _one_statement_fields()
 
     def columns(fields):
         return ", ".join(quote(f.column) for f in fields)
@@ -175,13 +199,10 @@ def _store_in_one_statement(receipt: InboundReceipt, fresh: list[InboundRow]):
     def placeholders(fields):
         return ", ".join(f"CAST(%s AS {f.cast_db_type(connection)})" for f in fields)
 
-    def values(obj, fields):
-        return [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
-
     row_table, receipt_table = InboundRow._meta.db_table, InboundReceipt._meta.db_table
-    rows_sql = ", ".join(f"({placeholders(row_fields)})" for _ in fresh)
+    rows_sql = ", ".join(f"({placeholders(row_fields)})" for _ in range(count))
     # Only names from the models and placeholders are formatted in; every value is a parameter.
-    sql = (
+    return (
         f"WITH receipt AS (SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS id), "  # noqa: S608
         f"stored AS (INSERT INTO {quote(row_table)} ({columns(row_fields)}, "
         f"{quote(InboundRow._meta.get_field('receipt').column)}) "
@@ -191,14 +212,6 @@ def _store_in_one_statement(receipt: InboundReceipt, fresh: list[InboundRow]):
         f"SELECT receipt.id, {placeholders(receipt_fields)}, %s - (SELECT count(*) FROM stored) "
         f"FROM receipt RETURNING id, duplicates"
     )
-    params = [receipt_table]
-    for row in fresh:
-        params += values(row, row_fields)
-    params += [*values(receipt, receipt_fields), receipt.rows]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        receipt.pk, receipt.duplicates = cursor.fetchone()
-    receipt._state.adding, receipt._state.db = False, connection.alias
 
 
 # route id -> when this process last knew a wake-up was queued (time.monotonic()). Under the

@@ -236,6 +236,23 @@ def test_an_unknown_route_is_404_and_stores_nothing(client, queued):
     assert nothing_stored()
 
 
+@pytest.mark.parametrize("kind", [Sync.Kind.CLAY_TO_DIRECTUS, Sync.Kind.RELAY])
+def test_the_endpoints_route_lookup_has_the_secrets_and_the_syncs_kind(kind):
+    route, secret = make_route(kind=kind)
+    route.mapping = [{"column": "Email", "field": "email", "cast": ""}]
+    route.save()
+    found = InboundRoute.receiving(route.slug)
+    assert found.pk == route.pk and found.sync_kind == kind
+    assert found.accepts(secret) and not found.accepts(secret + "x")
+    assert found.mapping == route.mapping  # a field the lookup leaves out loads when read
+
+
+@pytest.mark.parametrize("slug", ["no-such-route", "x' OR '1'='1", "%", ""])
+def test_the_route_lookup_finds_nothing_for_an_unknown_slug(slug):
+    make_route()
+    assert InboundRoute.receiving(slug) is None
+
+
 def test_only_post_is_accepted(client, queued):
     route, secret = make_route()
     assert (
