@@ -1,4 +1,4 @@
-# Production image: gunicorn serving console.wsgi on :8000, static files by whitenoise.
+# Production image: gunicorn serving console.asgi on :8000, static files by whitenoise.
 # The same image runs the Celery worker and beat (see docker-compose.yml).
 FROM python:3.11-slim
 
@@ -29,4 +29,8 @@ USER kiln
 EXPOSE 8000
 # gunicorn's asgi worker: an event loop reads request bodies, so slow clients (a body trickled
 # to /in/<route>/) cannot hold a worker; views run in threads (bench/slowclients.py).
-CMD ["gunicorn", "console.asgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--worker-class", "asgi", "--access-logfile", "-"]
+# --reuse-port: each worker listens on its own socket and the kernel spreads connections over
+# them. On one shared socket the first worker to wake accepted a whole burst of keep-alive
+# connections (Clay's, a proxy's) and served them alone while the others idled: 1 of 3 workers
+# busy under bench/inbound.py.
+CMD ["gunicorn", "console.asgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--worker-class", "asgi", "--reuse-port", "--access-logfile", "-"]
