@@ -5,17 +5,25 @@ coroutine, not a worker: sign-in stays fast under 50 such clients (bench/slowcli
 Views stay synchronous; Django runs each request in a thread of its own, so three "Test"
 clicks hanging on a slow server block three threads, not the site.
 
-Django's ASGI handler reads the whole body before the view runs, so the public inbound
-endpoint's limits are enforced here, while the body arrives: more than KILN_INBOUND_MAX_BYTES
-is 413 and a body still incomplete after INBOUND_BODY_SECONDS is 408, before Django sees it.
+The public inbound endpoint's limits are enforced here, while the body arrives: more than
+KILN_INBOUND_MAX_BYTES is 413 and a body still incomplete after INBOUND_BODY_SECONDS is 408,
+before Django sees it. Its requests then go to InboundHandler: Django's handler and
+middleware, run on a small pool of threads in one call per request (see there why).
 """
 
 import asyncio
+import io
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+from asgiref.sync import sync_to_async
+from django.core import signals
 from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import get_script_prefix
+from django.core.handlers.base import BaseHandler
+from django.urls import set_script_prefix
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 django_application = get_asgi_application()
@@ -57,10 +65,55 @@ async def application(scope, receive, send):
         if not message.get("more_body", False):
             break
 
-    async def replay():
-        return messages.pop(0) if messages else await receive()
+    body = b"".join(m.get("body", b"") for m in messages)
+    response = await inbound_handler.respond(scope, body)
+    await django_application.send_response(response, send)
+    if response.streaming:
+        await sync_to_async(response.close, thread_sensitive=False, executor=INBOUND_THREADS)()
 
-    return await django_application(scope, replay, send)
+
+class InboundHandler(BaseHandler):
+    """Django's handler for /in/, run as its WSGI handler runs: one call per request, in a thread.
+
+    Django's ASGI handler gives every request a thread of its own and crosses between the event
+    loop and threads several times (signals, each sync middleware, the view, closing). For the
+    console's pages that costs nothing that matters; for the inbound endpoint, which Clay calls
+    once per row, it was most of the time per request (py-spy, bench/inbound.py). Here the whole
+    request (request_started, every middleware of settings.MIDDLEWARE, the view, closing)
+    runs in one call on a thread of a small fixed pool, so a request crosses once each way and
+    threads (and their database connections) are reused. Behaviour is Django's own: the same
+    middleware, URLconf, views and error handling.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.load_middleware(is_async=False)
+
+    async def respond(self, scope, body: bytes):
+        return await sync_to_async(self._respond, thread_sensitive=False, executor=INBOUND_THREADS)(
+            scope, body
+        )
+
+    def _respond(self, scope, body: bytes):
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        # Django's own request building, with its answers to a bad path (400) or size (413).
+        request, response = django_application.create_request(scope, io.BytesIO(body))
+        if request is not None:
+            response = self.get_response(request)
+        if not response.streaming:
+            response.close()  # request_finished: the database connection goes back
+        return response
+
+
+# Threads for /in/ requests, per process. Each holds a database connection while it works
+# (under the pool's DATABASE_POOL_MAX_SIZE, 10 by default, which the console's pages share);
+# requests beyond them wait on the event loop, their bodies already read. 2, 4 and 6 measured
+# alike on two cores (bench/inbound.py): the database's round trips, not threads, set the pace,
+# and 4 leaves room for a database further away than loopback.
+INBOUND_THREAD_COUNT = 4
+INBOUND_THREADS = ThreadPoolExecutor(INBOUND_THREAD_COUNT, thread_name_prefix="inbound")
+inbound_handler = InboundHandler()
 
 
 def _content_length(scope):
