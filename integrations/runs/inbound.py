@@ -176,6 +176,7 @@ def _store_in_one_statement(receipt: InboundReceipt, fresh: list[InboundRow]):
     with connection.cursor() as cursor:
         cursor.execute(_one_statement_sql(len(fresh)), params)
         receipt.pk, receipt.duplicates = cursor.fetchone()
+    receipt._state.adding, receipt._state.db = False, connection.alias
 
 
 @functools.cache
