@@ -44,9 +44,9 @@ async def application(scope, receive, send):
         return await _problem(
             send, 413, f"The body is {declared:,} bytes; this route takes at most {limit:,}."
         )
-    # Read the body here, bounded in size and time, then hand Django the same messages.
+    # Read the body here, bounded in size and time, then hand it to InboundHandler.
     deadline = time.monotonic() + INBOUND_BODY_SECONDS
-    messages, size = [], 0
+    chunks, size = [], 0
     while True:
         try:
             message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
@@ -61,12 +61,11 @@ async def application(scope, receive, send):
             return await _problem(
                 send, 413, f"The body is over {limit:,} bytes, the most this route takes."
             )
-        messages.append(message)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
 
-    body = b"".join(m.get("body", b"") for m in messages)
-    response = await inbound_handler.respond(scope, body)
+    response = await inbound_handler.respond(scope, b"".join(chunks))
     await django_application.send_response(response, send)
     if response.streaming:
         await sync_to_async(response.close, thread_sensitive=False, executor=INBOUND_THREADS)()
