@@ -47,12 +47,9 @@ def start(sync, **kwargs):
 def test_a_wrong_token_costs_one_request_and_stops_the_run(directus):
     with FakeSink(token="the-right-token-0000") as sink:
         sync = make_sync(directus, sink, concurrency=8, page_size=50)
-        began = time.monotonic()
         run = run_to_end(start(sync))
-        took = time.monotonic() - began
 
     assert sink.requests == 1 and sink.refused[401] == 1  # not one per thread
-    assert took < 2.0
     assert run.status == "failed"
     assert run.last_error.startswith("Webhook token rejected")
     results = list(RowResult.objects.filter(run=run))
